@@ -1,0 +1,110 @@
+"""Association admission: which peers may open an association, and how many at once.
+
+pynetdicom offers a calling-AE allow-list but no host check and no per-AE cap, and it has no
+hook to reject an A-ASSOCIATE-RQ for a reason of our own. ``AdmissionACSE`` adds that one hook:
+it is installed on each new acceptor association when its transport connection opens
+(EVT_CONN_OPEN fires before negotiation starts) and answers A-ASSOCIATE-RJ with the
+PS3.8 Table 9-21 result/source/reason that fits, counting the refusal in metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pynetdicom import evt
+from pynetdicom.acse import ACSE
+from pynetdicom.association import Association
+from pynetdicom.events import Event
+
+from service import metrics
+
+log = logging.getLogger(__name__)
+
+# PS3.8 Table 9-21: (result, source, reason/diagnostic) of an A-ASSOCIATE-RJ.
+REJECT_CALLING_AE_NOT_RECOGNIZED = (0x01, 0x01, 0x03)
+REJECT_LOCAL_LIMIT_EXCEEDED = (0x02, 0x03, 0x02)
+
+
+def set_tcp_nodelay(sock: socket.socket) -> None:
+    """Switch Nagle off: DIMSE's small PDUs otherwise wait for delayed ACKs (~20 instances/s)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def nodelay_on_connection_open(event: Event) -> None:
+    """EVT_CONN_OPEN handler for associations we request (the sender)."""
+    transport = event.assoc.dul.socket
+    if transport is not None and transport.socket is not None:
+        set_tcp_nodelay(transport.socket)
+
+
+@dataclass
+class AdmissionPolicy:
+    """Who may associate: calling-AE allow-list, host check per AE, cap per AE."""
+
+    allowed_calling_aets: list[str]
+    allowed_hosts_by_aet: dict[str, list[str]]
+    max_associations_per_aet: int
+    _active: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refusal(self, calling_aet: str, host: str) -> tuple[str, tuple[int, int, int]] | None:
+        """The reason and A-ASSOCIATE-RJ triple for refusing a peer, or None to accept.
+
+        An accepted peer holds one of its AE's slots until ``release`` is called.
+        """
+        if self.allowed_calling_aets and calling_aet not in self.allowed_calling_aets:
+            return "calling_aet_not_allowed", REJECT_CALLING_AE_NOT_RECOGNIZED
+        hosts = self.allowed_hosts_by_aet.get(calling_aet)
+        if hosts is not None and host not in hosts:
+            return "host_not_allowed", REJECT_CALLING_AE_NOT_RECOGNIZED
+        with self._lock:
+            if self._active[calling_aet] >= self.max_associations_per_aet:
+                return "too_many_associations", REJECT_LOCAL_LIMIT_EXCEEDED
+            self._active[calling_aet] += 1
+        return None
+
+    def release(self, calling_aet: str) -> None:
+        """Give back the slot an accepted association held."""
+        with self._lock:
+            if self._active[calling_aet] > 0:
+                self._active[calling_aet] -= 1
+
+
+class AdmissionACSE(ACSE):
+    """ACSE that consults an ``AdmissionPolicy`` before the usual negotiation."""
+
+    def __init__(self, assoc: Association, policy: AdmissionPolicy) -> None:
+        super().__init__(assoc)
+        self._policy = policy
+
+    def _negotiate_as_acceptor(self) -> None:
+        request = self.requestor.primitive
+        calling_aet = str(request.calling_ae_title).strip() if request is not None else ""
+        host = self.assoc.requestor.address
+        refusal = self._policy.refusal(calling_aet, host)
+        if refusal is not None:
+            reason, triple = refusal
+            metrics.associations_rejected_total.labels(reason=reason).inc()
+            log.warning(
+                "association_rejected calling_aet=%s host=%s reason=%s", calling_aet, host, reason
+            )
+            self.send_reject(*triple)
+            evt.trigger(self.assoc, evt.EVT_REJECTED, {})
+            self.assoc.kill()
+            return
+        # The connection closes exactly once however the association ends (release,
+        # abort, rejected contexts, dropped socket), so the slot is given back there.
+        self.assoc.bind(evt.EVT_CONN_CLOSE, lambda _event: self._policy.release(calling_aet))
+        super()._negotiate_as_acceptor()
+
+
+def install_admission(event: Event, policy: AdmissionPolicy) -> None:
+    """EVT_CONN_OPEN handler for the listener: Nagle off and our admission ACSE installed."""
+    transport = event.assoc.dul.socket
+    if transport is not None and transport.socket is not None:
+        set_tcp_nodelay(transport.socket)
+    event.assoc.acse = AdmissionACSE(event.assoc, policy)

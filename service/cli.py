@@ -1,0 +1,255 @@
+"""``unipet-node``: the command line users and their scripts depend on (DESIGN.md section 8)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from service.config import NodeSettings, load_settings
+from service.errors import ConfigError, NodeError
+
+app = typer.Typer(help="UniPET DICOM node: denoise low-dose PET series received over DICOM.",
+                  no_args_is_help=True, add_completion=False)
+dead_letter_app = typer.Typer(help="Series whose retries are spent.", no_args_is_help=True)
+app.add_typer(dead_letter_app, name="dead-letter")
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML configuration file.", exists=False)
+]
+
+
+def _settings(config: Path | None) -> NodeSettings:
+    from service.logging_setup import configure_logging
+
+    configure_logging()
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err_console.print(f"[red]configuration error[/red]: {exc}")
+        raise typer.Exit(code=2) from exc
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    stop.wait()
+
+
+@app.command()
+def serve(config: ConfigOption = None) -> None:
+    """All in one: embedded Redis, listener, dispatcher, one worker and the web page."""
+    from service.runtime import AllInOneNode
+    from service.web import start_web
+
+    settings = _settings(config)
+    node = AllInOneNode(settings)
+    try:
+        node.start()
+        web = start_web(settings)
+    except NodeError as exc:
+        err_console.print(f"[red]cannot start[/red]: {exc}")
+        raise typer.Exit(code=1) from exc
+    console.print(f"UniPET node {settings.listener.ae_title} listening on port "
+                  f"{settings.listener.port}; status page on port {settings.web.port}")
+    try:
+        _wait_for_signal()
+    finally:
+        web.stop()
+        node.stop()
+
+
+@app.command()
+def listener(config: ConfigOption = None) -> None:
+    """Listener and dispatcher only (compose: one container)."""
+    from service.runtime import ListenerRole
+
+    role = ListenerRole(_settings(config))
+    try:
+        _wait_for_signal()
+    finally:
+        role.stop()
+
+
+@app.command()
+def worker(
+    config: ConfigOption = None,
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues to consume.")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1)] = None,
+) -> None:
+    """A Celery worker for denoise and/or send jobs."""
+    from service.tasks import configure_celery
+    from service.worker_context import init_context
+
+    settings = _settings(config)
+    init_context(settings)
+    celery_app = configure_celery(settings)
+    wanted = queues or f"{settings.queue.denoise_queue},{settings.queue.send_queue}"
+    celery_app.worker_main([
+        "worker", "--queues", wanted, "--loglevel", "INFO",
+        "--concurrency", str(concurrency or settings.queue.worker_concurrency),
+        "--hostname", f"unipet-{wanted.replace(',', '-')}@%h", "--without-mingle",
+    ])
+
+
+@app.command()
+def web(config: ConfigOption = None) -> None:
+    """Status page, /metrics and /healthz only."""
+    from service.web import start_web
+
+    server = start_web(_settings(config))
+    try:
+        _wait_for_signal()
+    finally:
+        server.stop()
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (full/ and drf<k>/).")],
+    drf: Annotated[list[float] | None, typer.Option("--drf", help="Dose reduction factor(s).")] = None,
+    seed: Annotated[int, typer.Option(help="Phantom seed.")] = 1,
+    size: Annotated[str, typer.Option(help="tiny, small or full.")] = "small",
+    tracer: Annotated[str, typer.Option(help="fdg, psma or dotatate.")] = "fdg",
+) -> None:
+    """Write one simulated PET study at full dose and at each DRF as DICOM."""
+    from service.inference import simulate_study
+    from service.synthetic import write_simulated_study
+
+    if size not in {"tiny", "small", "full"}:
+        raise typer.BadParameter(f"size must be tiny, small or full, got {size!r}")
+    drfs = drf or [20.0]
+    with console.status(f"simulating {size} phantom seed {seed}, DRF {drfs} ..."):
+        study = simulate_study(seed=seed, drfs=drfs, size=size, tracer=tracer)  # type: ignore[arg-type]
+        written = write_simulated_study(study, out)
+    table = Table("series", "instances", "folder")
+    for name, paths in written.items():
+        table.add_row(name, str(len(paths)), str(out / name))
+    console.print(table)
+
+
+@app.command()
+def send(
+    folder: Annotated[Path, typer.Argument(help="Folder of DICOM files to send.")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 11112,
+    aet: Annotated[str, typer.Option(help="Called AE title.")] = "UNIPET",
+    calling_aet: Annotated[str, typer.Option(help="Our AE title.")] = "UNIPETSCU",
+) -> None:
+    """Send a folder of DICOM files with C-STORE over one association."""
+    from service.config import PeerSettings, SenderSettings
+    from service.sender import send_files
+
+    paths = sorted(p for p in folder.rglob("*.dcm") if p.is_file())
+    report = send_files(paths, PeerSettings(ae_title=aet, host=host, port=port),
+                        SenderSettings(ae_title=calling_aet))
+    console.print(f"stored {report.stored} instances at {aet}@{host}:{port}"
+                  + (f" (warnings {report.warnings})" if report.warnings else ""))
+
+
+@app.command()
+def status(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    limit: Annotated[int, typer.Option(min=1)] = 30,
+) -> None:
+    """Series counts per state and the most recent series."""
+    from service.operator import status_report
+    from service.state import StateStore
+
+    report = status_report(StateStore(_settings(config).database_url), limit)
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    counts = report["counts"]
+    assert isinstance(counts, dict)
+    console.print("  ".join(f"{k}={v}" for k, v in counts.items() if v))
+    table = Table("series UID", "state", "instances", "completeness", "reason / error")
+    for row in report["series"]:  # type: ignore[attr-defined]
+        table.add_row(row["series_uid"], row["state"], f"{row['instances']}/{row['expected'] or '?'}",
+                      row["completeness"], row["last_error"] or row["reason"])
+    console.print(table)
+
+
+@dead_letter_app.command("list")
+def dead_letter_list(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Series that need an operator: retries spent, or given up as incomplete."""
+    from service.operator import dead_letters
+    from service.state import StateStore
+
+    items = dead_letters(StateStore(_settings(config).database_url))
+    if as_json:
+        sys.stdout.write(json.dumps([i.as_dict() for i in items], indent=2) + "\n")
+        return
+    table = Table("series UID", "state", "error")
+    for item in items:
+        table.add_row(item.series_uid, item.state, item.last_error or item.reason)
+    console.print(table if items else "no dead letters")
+
+
+@dead_letter_app.command("replay")
+def dead_letter_replay(
+    series_uid: Annotated[str, typer.Argument(help="Series Instance UID to replay.")],
+    config: ConfigOption = None,
+) -> None:
+    """Put a dead-lettered series back to work from where it failed."""
+    from service.operator import replay
+    from service.state import StateStore
+
+    try:
+        changed = replay(StateStore(_settings(config).database_url), series_uid)
+    except NodeError as exc:
+        err_console.print(f"[red]cannot replay[/red]: {exc}")
+        raise typer.Exit(code=1) from exc
+    console.print(f"{series_uid} -> {changed.state.value}")
+
+
+@app.command()
+def selftest(
+    config: ConfigOption = None,
+    timeout_s: Annotated[float, typer.Option(min=1)] = 300.0,
+) -> None:
+    """Send a tiny synthetic PET series to the running node and wait until it is delivered."""
+    from service.selftest import run_selftest
+
+    result = run_selftest(_settings(config), timeout_s)
+    console.print(result.summary)
+    if not result.passed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def demo(
+    size: Annotated[str, typer.Option(help="tiny, small or full.")] = "small",
+    drf: Annotated[float, typer.Option(help="Dose reduction factor of the sent series.")] = 20.0,
+    workdir: Annotated[Path | None, typer.Option(help="Keep everything here.")] = None,
+    timeout_s: Annotated[float, typer.Option(min=10)] = 900.0,
+) -> None:
+    """Start a node and a demo PACS, send a simulated low-dose study, show what came back."""
+    from service.demo import run_demo
+
+    _settings(None)
+    try:
+        result = run_demo(size=size, drf=drf, workdir=workdir, timeout_s=timeout_s, console=console)
+    except NodeError as exc:
+        err_console.print(f"[red]demo failed[/red]: {exc}")
+        raise typer.Exit(code=1) from exc
+    if not result.passed:
+        raise typer.Exit(code=1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,137 @@
+"""The dispatcher: turns persisted state into queued jobs, and heals lost ones.
+
+Runs in the listener process beside the completeness watcher. The state database, not the
+broker, is the source of truth: a COMPLETE series is queued (compare-and-set to QUEUED first,
+then the message), and any series whose lease ran out (its worker died, its message was lost
+with a broker restart, its retry was never delivered) is queued again. Jobs are idempotent, so
+a duplicate message costs a no-op; a missing one would cost a study.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from service import metrics
+from service.completeness import CompletenessWatcher
+from service.config import NodeSettings
+from service.state import SeriesView, StateStore
+from service.states import SeriesState
+
+log = logging.getLogger(__name__)
+
+S = SeriesState
+Enqueue = Callable[[str], None]
+
+
+class Dispatcher:
+    """Queues complete series and re-queues series whose lease expired."""
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        state: StateStore,
+        enqueue_denoise: Enqueue,
+        enqueue_send: Enqueue,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.enqueue_denoise = enqueue_denoise
+        self.enqueue_send = enqueue_send
+
+    def run_once(self, now: float) -> list[tuple[str, str]]:
+        """One pass; returns (series UID, job) for every message it sent."""
+        sent: list[tuple[str, str]] = []
+        requeue_s = self.settings.queue.requeue_after_s
+        for series in self.state.in_states([S.COMPLETE]):
+            if self.state.transition(
+                series.series_instance_uid,
+                S.QUEUED,
+                "queued for denoising",
+                expect=[S.COMPLETE],
+                lease_s=requeue_s,
+                now=now,
+                pending_step="denoise",
+            ):
+                self.enqueue_denoise(series.series_instance_uid)
+                sent.append((series.series_instance_uid, "denoise"))
+        for series in self.state.in_states(
+            [S.QUEUED, S.PROCESSING, S.FAILED, S.WRITTEN, S.SENDING]
+        ):
+            job = self._requeue_if_expired(series, now)
+            if job is not None:
+                sent.append((series.series_instance_uid, job))
+        counts = self.state.count_by_state()
+        metrics.jobs_queued.set(counts[S.COMPLETE] + counts[S.QUEUED] + counts[S.PROCESSING])
+        metrics.dead_letter_series.set(counts[S.DEAD])
+        return sent
+
+    def _requeue_if_expired(self, series: SeriesView, now: float) -> str | None:
+        """Queue the pending step again when its lease ran out (holder died, message lost)."""
+        if series.lease_expires_at is None or series.lease_expires_at > now:
+            return None
+        if series.pending_step == "denoise":
+            target, enqueue = S.QUEUED, self.enqueue_denoise
+        elif series.pending_step == "send":
+            target, enqueue = S.WRITTEN, self.enqueue_send
+        else:
+            return None
+        changed = self.state.transition(
+            series.series_instance_uid,
+            target,
+            f"lease expired in {series.state.value}: {series.pending_step} queued again",
+            expect=[series.state],
+            lease_s=self.settings.queue.requeue_after_s,
+            now=now,
+        )
+        if changed is None:
+            return None
+        log.warning(
+            "series_requeued series_uid=%s step=%s from_state=%s",
+            series.series_instance_uid,
+            series.pending_step,
+            series.state.value,
+        )
+        enqueue(series.series_instance_uid)
+        return series.pending_step
+
+
+class BackgroundLoop:
+    """Runs the completeness watcher and the dispatcher every ``poll_interval_s`` in a thread."""
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        watcher: CompletenessWatcher,
+        dispatcher: Dispatcher,
+        clock: Callable[[], float],
+    ) -> None:
+        self.interval_s = settings.completeness.poll_interval_s
+        self.watcher = watcher
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="unipet-dispatch", daemon=True)
+
+    def start(self) -> None:
+        """Start the loop thread."""
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask the loop to stop and wait for it."""
+        self._stop.set()
+        self._thread.join(timeout=timeout_s)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.tick()
+
+    def tick(self) -> None:
+        """One pass of both; a broker or database outage is logged and tried next pass."""
+        now = self.clock()
+        try:
+            self.watcher.run_once(now)
+            self.dispatcher.run_once(now)
+        except (OSError, ConnectionError) as exc:
+            log.error("dispatch_pass_failed error=%s (next pass in %.1f s)", exc, self.interval_s)

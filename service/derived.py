@@ -24,6 +24,7 @@ from pydicom.uid import UID
 from service.provenance import PROJECT_MANUFACTURER, AlgorithmIdentity
 
 __all__ = [
+    "ACQUISITION_EQUIPMENT",
     "IMAGE_TYPE_DERIVED",
     "NODE_MODEL_NAME",
     "PROCESSING_ALGORITHM",

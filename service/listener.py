@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from io import BytesIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 from pynetdicom import AE, evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification
@@ -53,6 +61,12 @@ ACCEPTED_STORAGE_SOP_CLASSES = (
     "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
     "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
 )
+
+#: Uncompressed syntaxes, explicit VR preferred (it keeps each element's VR as sent).
+ACCEPTED_TRANSFER_SYNTAXES = [
+    ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+]
 
 _OUTCOME_STATE = {
     Outcome.ELIGIBLE: SeriesState.RECEIVING,
@@ -98,22 +112,68 @@ class Admission:
             raise QueueFullError(f"{self._waiting} series waiting for processing; try later")
 
 
+_PARSE_LOCK = threading.Lock()
+
+
 def parse_dataset(data: bytes) -> Dataset:
     """Parse received bytes (file meta included) and every top-level element.
 
     pydicom defers conversion of element values until first access, so a truncated or
     garbage dataset may only fail later; touching every element here makes it fail now,
-    inside the handler, where it can be refused and quarantined.
+    inside the handler, where it can be refused and quarantined. pydicom only *warns* when
+    the encoding does not match the transfer syntax and then guesses; we refuse instead of
+    guessing. ``warnings.catch_warnings`` is process-global, hence the lock (parsing a
+    header takes milliseconds).
     """
-    try:
-        ds = dcmread(BytesIO(data), force=False)
-        for element in ds:
-            _ = element.value
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OverflowError) as exc:
-        raise UndecodableDatasetError(f"dataset cannot be parsed: {exc}") from exc
+    errors = (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OverflowError)
+    with _PARSE_LOCK:
+        with warnings.catch_warnings(record=True) as structural:
+            warnings.simplefilter("always")
+            try:
+                ds = dcmread(BytesIO(data), force=False)
+            except errors as exc:
+                raise UndecodableDatasetError(f"dataset cannot be parsed: {exc}") from exc
+        if structural:
+            raise UndecodableDatasetError(
+                f"dataset encoding is inconsistent: {structural[0].message}"
+            )
+        # Invalid *values* (a malformed date, say) are common in clinical headers and are
+        # judged where they matter (UIDs below, PET facts in selection); pydicom logs them.
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            try:
+                for element in ds:
+                    _ = element.value
+            except errors as exc:
+                raise UndecodableDatasetError(f"dataset cannot be parsed: {exc}") from exc
     if "PixelData" not in ds:
         raise UndecodableDatasetError("dataset has no Pixel Data")
+    _check_pixel_data_length(ds)
     return ds
+
+
+def _check_pixel_data_length(ds: Dataset) -> None:
+    """Refuse uncompressed Pixel Data shorter than its header says (a truncated transfer).
+
+    pydicom reads what bytes there are without complaint; the length follows from Rows,
+    Columns, Samples per Pixel, Bits Allocated and Number of Frames (PS3.5 8.1.1), plus at
+    most one padding byte.
+    """
+    if ds.file_meta.TransferSyntaxUID not in ACCEPTED_TRANSFER_SYNTAXES:
+        return
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        expected = (
+            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
+            * frames * int(ds.BitsAllocated) // 8
+        )
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise UndecodableDatasetError(f"image pixel description incomplete: {exc}") from exc
+    actual = len(ds.PixelData)
+    if actual < expected or actual > expected + 1:
+        raise UndecodableDatasetError(
+            f"Pixel Data has {actual} bytes, the image header implies {expected}: truncated?"
+        )
 
 
 class StoreHandler:
@@ -249,7 +309,7 @@ def build_listener_ae(settings: NodeSettings) -> AE:
     ae.dimse_timeout = cfg.dimse_timeout_s
     ae.add_supported_context(Verification)
     for sop_class in ACCEPTED_STORAGE_SOP_CLASSES:
-        ae.add_supported_context(sop_class)
+        ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
     return ae
 
 

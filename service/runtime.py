@@ -113,6 +113,7 @@ def start_worker_process(config_path: Path, queues: list[str], log_path: Path) -
         [sys.executable, "-m", "service.cli", "worker", "--config", str(config_path),
          "--queues", ",".join(queues)],
         stdout=handle, stderr=subprocess.STDOUT, env={**os.environ},
+        start_new_session=True,  # its own process group: stopping it stops its pool children
     )
 
 
@@ -126,6 +127,16 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> N
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout_s)
+    _kill_leftover_group(process.pid)
+
+
+def _kill_leftover_group(pgid: int) -> None:
+    """Kill pool children left in a worker's own process group (only ours, by group id)."""
+    try:
+        if os.getpgid(pgid) == pgid:
+            os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
 
 
 @dataclass

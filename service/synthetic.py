@@ -36,7 +36,7 @@ __all__ = ["SIMULATION_MANUFACTURER", "SimulatedStudyLike", "format_drf", "write
 log = logging.getLogger(__name__)
 
 SIMULATION_MANUFACTURER = "UniPET simulation"
-# Fixed scan start: simulated studies are reproducible byte for byte (apart from nothing).
+# Fixed scan start, so the same seed always gives the same files.
 _SCAN_START = datetime(2024, 1, 15, 10, 0, 0)
 _BED_DURATION_MS = 120_000
 _FULL_DOSE_KEY = "full"

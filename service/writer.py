@@ -5,7 +5,9 @@ and instance UIDs derived from the input and the algorithm, so a re-run re-sends
 UIDs; derived-image semantics (PS3.3 C.12.4 General Reference Module: Derivation Code and
 per-slice Source Image references); provenance in the IHE AI Results style (PS3.3 C.12.1
 Contributing Equipment); quantitation headers kept so SUV from the output equals SUV from the
-input. Input instances are only read, never written.
+input. Input instances are only read, never written. Image Type is DERIVED\\PRIMARY, not
+DERIVED\\SECONDARY: PS3.3 C.8.9.4.1.1 allows only PRIMARY as value 2 of a PET image (see
+``service.derived.IMAGE_TYPE_DERIVED``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,17 @@ class DerivedSeriesOptions:
     series_description_suffix: str = " [UniPET]"
     series_number_offset: int = 1000
     derivation_code: Code = field(default=DEFAULT_DERIVATION_CODE)
+
+    def __post_init__(self) -> None:
+        if len(self.series_description_suffix) > _LO_MAX:
+            raise ValueError(
+                f"series_description_suffix longer than {_LO_MAX} characters (LO): "
+                f"{self.series_description_suffix!r}"
+            )
+        if not -_IS_MAX <= self.series_number_offset <= _IS_MAX:
+            raise ValueError(
+                f"series_number_offset outside the IS range: {self.series_number_offset}"
+            )
 
 
 @dataclass(frozen=True)
@@ -211,6 +224,7 @@ def write_derived_series(
     )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    staging.chmod(0o755)  # mkdtemp makes it 0700; the sender may run as another user
     try:
         sop_uids: list[UID] = []
         names: list[str] = []

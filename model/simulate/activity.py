@@ -40,7 +40,7 @@ TEXTURE_COV: dict[str, float] = {
     "bone": 0.10,
     "marrow": 0.10,
     "stomach": 0.15,
-    "bowel": 0.25,
+    "bowel": 0.30,
     "salivary": 0.08,
 }
 
@@ -64,7 +64,7 @@ def smooth_field(grid: Grid, rng: np.random.Generator, corr_mm: float) -> FloatV
     Drawn on a coarse lattice and interpolated, so the cost does not grow with the grid.
     """
     extent = np.array(grid.shape) * np.array(grid.spacing_mm)
-    coarse = tuple(int(math.ceil(e / (corr_mm / 2.0))) + 3 for e in extent)
+    coarse = tuple(math.ceil(e / (corr_mm / 2.0)) + 3 for e in extent)
     noise = rng.standard_normal(coarse).astype(np.float32)
     t = torch.from_numpy(noise)[None, None]
     kernel = torch.tensor([0.25, 0.5, 0.25])
@@ -80,7 +80,7 @@ def smooth_field(grid: Grid, rng: np.random.Generator, corr_mm: float) -> FloatV
         t[:, :, 1:-1, 1:-1, 1:-1], size=grid.shape, mode="trilinear", align_corners=False
     )[0, 0].numpy()
     field = field - field.mean()
-    return (field / max(float(field.std()), 1e-6)).astype(np.float32)
+    return np.asarray(field / max(float(field.std()), 1e-6), dtype=np.float32)
 
 
 def organ_activity(
@@ -96,17 +96,17 @@ def organ_activity(
     fine = smooth_field(grid, rng, 12.0)
     texture = 0.6 * coarse + 0.8 * fine
     suv = lut[labels] * (1.0 + cov[labels] * texture)
-    return np.clip(suv, 0.0, None).astype(np.float32)
+    return np.asarray(np.clip(suv, 0.0, None), dtype=np.float32)
 
 
 def _coverage(
     grid: Grid, center: tuple[float, float, float], semi: tuple[float, float, float], k: int = 4
 ) -> tuple[tuple[slice, slice, slice], npt.NDArray[np.float32]]:
     """Fraction of each voxel inside an ellipsoid, from ``k**3`` sub-samples per voxel."""
-    pad = tuple(sm + sp for sm, sp in zip(semi, grid.spacing_mm, strict=True))
+    dz, dy, dx = grid.spacing_mm
+    pad = (semi[0] + dz, semi[1] + dy, semi[2] + dx)
     box = grid.box(center, pad)
     s, y, x = grid.coords(box)
-    dz, dy, dx = grid.spacing_mm
     offsets = (np.arange(k) + 0.5) / k - 0.5
     shape = (s.shape[0], y.shape[1], x.shape[2])
     frac = np.zeros(shape, dtype=np.float32)
@@ -149,8 +149,9 @@ def add_lesions(
     lesion_suv: dict[int, float] = {}
     diameters: dict[int, float] = {}
     hosts = [
-        h for h in LESION_HOSTS if 1.3 * organ_suv[h] < LESION_SUV_RANGE[1]
-        and np.any(labels == ORGAN_LABELS[h])
+        h
+        for h in LESION_HOSTS
+        if 1.3 * organ_suv[h] < LESION_SUV_RANGE[1] and np.any(labels == ORGAN_LABELS[h])
     ]
     if not hosts:
         return lesion_labels, lesion_suv, diameters
@@ -171,6 +172,7 @@ def add_lesions(
         semi = (float(radius * f[0]), float(radius * f[1]), float(radius * f[2]))
         value = _lesion_suv(rng, organ_suv[host])
         box, frac = _coverage(grid, center, semi)
+        frac = frac * (labels[box] > 0)  # a lesion never reaches into the air
         view = suv[box]
         view[...] = view * (1.0 - frac) + value * frac
         mark = frac >= 0.5

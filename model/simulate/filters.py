@@ -34,4 +34,4 @@ def gaussian_filter(
     out = ndimage.gaussian_filter(
         np.asarray(array, dtype=np.float32), full_sigma, mode=mode, truncate=3.0
     )
-    return out.astype(np.float32, copy=False)
+    return np.asarray(out, dtype=np.float32)

@@ -8,6 +8,7 @@ evaluating twenty organs over all of them would dominate the simulation time.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -53,17 +54,21 @@ class Grid:
     def s_mm(self) -> FloatArray:
         """Distance below the vertex of each slice centre, decreasing with z index."""
         dz = self.spacing_mm[0]
-        return self.s_bottom_mm - (np.arange(self.shape[0]) + 0.5) * dz
+        return np.asarray(
+            self.s_bottom_mm - (np.arange(self.shape[0]) + 0.5) * dz, dtype=np.float64
+        )
 
     @property
     def y_mm(self) -> FloatArray:
         """Row centre positions, 0 at the FOV centre, positive towards posterior."""
-        return (np.arange(self.shape[1]) - (self.shape[1] - 1) / 2.0) * self.spacing_mm[1]
+        n = self.shape[1]
+        return np.asarray((np.arange(n) - (n - 1) / 2.0) * self.spacing_mm[1], dtype=np.float64)
 
     @property
     def x_mm(self) -> FloatArray:
         """Column centre positions, 0 at the FOV centre, positive towards patient left."""
-        return (np.arange(self.shape[2]) - (self.shape[2] - 1) / 2.0) * self.spacing_mm[2]
+        n = self.shape[2]
+        return np.asarray((np.arange(n) - (n - 1) / 2.0) * self.spacing_mm[2], dtype=np.float64)
 
     @property
     def voxel_ml(self) -> float:
@@ -120,7 +125,7 @@ def rotation(angles_deg: Vec3) -> FloatArray:
     rs = np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
     ry = np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
     rx = np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
-    return rs @ ry @ rx
+    return np.asarray(rs @ ry @ rx, dtype=np.float64)
 
 
 def ellipsoid(
@@ -142,14 +147,14 @@ def ellipsoid(
         r = rotation(angles_deg)
         ds, dy, dx = (r[i, 0] * ds + r[i, 1] * dy + r[i, 2] * dx for i in range(3))
     value = (
-        np.abs(ds / semi[0]) ** power + np.abs(dy / semi[1]) ** power + np.abs(dx / semi[2]) ** power
+        np.abs(ds / semi[0]) ** power
+        + np.abs(dy / semi[1]) ** power
+        + np.abs(dx / semi[2]) ** power
     )
     return box, value <= 1.0
 
 
-def tube(
-    grid: Grid, points: list[Vec3], radius: float
-) -> tuple[Box, FloatArray, FloatArray]:
+def tube(grid: Grid, points: list[Vec3], radius: float) -> tuple[Box, FloatArray, FloatArray]:
     """Box, distance to the polyline (mm) and arc length (mm) for a tube of ``radius``.
 
     Callers threshold the distance (shells need two radii in one box) and use the arc
@@ -164,7 +169,7 @@ def tube(
     best = np.full(shape, np.inf)
     arc = np.zeros(shape)
     travelled = 0.0
-    for a, b in zip(pts[:-1], pts[1:], strict=True):
+    for a, b in itertools.pairwise(pts):
         seg = b - a
         length = float(np.linalg.norm(seg))
         t = ((s - a[0]) * seg[0] + (y - a[1]) * seg[1] + (x - a[2]) * seg[2]) / length**2

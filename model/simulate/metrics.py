@@ -18,8 +18,8 @@ from model.simulate.phantom import ORGAN_LABELS
 
 __all__ = [
     "LesionRecovery",
-    "liver_mask",
     "lesion_recovery",
+    "liver_mask",
     "log_slope",
     "region_cov",
     "region_mean",
@@ -29,7 +29,9 @@ BoolVolume = npt.NDArray[np.bool_]
 Volume = npt.NDArray[np.float32]
 
 
-def liver_mask(organ_labels: npt.NDArray[np.int16], lesion_labels: npt.NDArray[np.int16]) -> BoolVolume:
+def liver_mask(
+    organ_labels: npt.NDArray[np.int16], lesion_labels: npt.NDArray[np.int16]
+) -> BoolVolume:
     """Liver eroded by one voxel in-plane, minus lesions grown by one voxel.
 
     In-plane only, so coarse slices (tiny size: 20 mm) still leave most of the liver.

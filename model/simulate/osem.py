@@ -48,7 +48,8 @@ def _initial_image(
     net = (data / fractions[None, :, None] - additive[:, None, :]).sum(dim=0)
     sens_total = projector.back(mult).sum(dim=0)
     level = net / sens_total.clamp_min(1e-12)[None, :]
-    floor = 1e-3 * level.clamp_min(0).mean().clamp_min(1e-6)
+    # Per dose level, so no dose's image depends on which other doses are reconstructed.
+    floor = 1e-3 * level.clamp_min(0).mean(dim=1, keepdim=True).clamp_min(1e-6)
     level = torch.maximum(level, floor)
     n_pix = projector.n_pixels
     return level[None].expand(n_pix, *level.shape).contiguous()
@@ -77,8 +78,10 @@ def osem(
     """
     rows, n_doses, n_slices = data.shape
     if mult.shape != (rows, n_slices) or additive.shape != (rows, n_slices):
-        raise ValueError(f"mult {tuple(mult.shape)} / additive {tuple(additive.shape)} "
-                         f"do not match data {tuple(data.shape)}")
+        raise ValueError(
+            f"mult {tuple(mult.shape)} / additive {tuple(additive.shape)} "
+            f"do not match data {tuple(data.shape)}"
+        )
     if len(fractions) != n_doses:
         raise ValueError(f"{len(fractions)} fractions for {n_doses} dose levels")
     if not bool((additive > 0).all()):

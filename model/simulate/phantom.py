@@ -127,11 +127,8 @@ class _Painter:
         """Paint an ellipsoid; with ``inside``, only over voxels already labelled so."""
         box, mask = ellipsoid(self.grid, center, semi, angles, power)
         view = self.labels[box]
-        if inside is not None:
-            mask = mask & (view == ORGAN_LABELS[inside])
-        else:
-            mask = mask & (view > 0)
-        view[mask] = ORGAN_LABELS[name]
+        allowed = view == ORGAN_LABELS[inside] if inside is not None else view > 0
+        view[mask & allowed] = ORGAN_LABELS[name]
 
 
 def _body(p: _Painter) -> None:
@@ -150,9 +147,14 @@ def _body(p: _Painter) -> None:
     power = np.where(s < 320.0, 2.0, 2.6)[:, None, None]
     fat_mm = np.where(s < 320.0, 0.35 * pat.fat_mm, pat.fat_mm)[:, None, None]
 
-    def superellipse(cx: float, half_a: npt.NDArray[np.float64], half_b: npt.NDArray[np.float64],
-                     ycen: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
-        return (np.abs((x - cx) / half_a) ** power + np.abs((y - ycen) / half_b) ** power) <= 1.0
+    def superellipse(
+        cx: float,
+        half_a: npt.NDArray[np.float64],
+        half_b: npt.NDArray[np.float64],
+        ycen: npt.NDArray[np.float64],
+    ) -> npt.NDArray[np.bool_]:
+        value = np.abs((x - cx) / half_a) ** power + np.abs((y - ycen) / half_b) ** power
+        return np.asarray(value <= 1.0, dtype=bool)
 
     outer = in_torso & superellipse(0.0, a3, b3, yc3)
     inner = in_torso & superellipse(
@@ -167,7 +169,9 @@ def _body(p: _Painter) -> None:
         cx = side * 86.0 * lat
         outer |= in_legs & superellipse(cx, leg_a, leg_b, leg_y)
         inner |= in_legs & superellipse(
-            cx, np.maximum(leg_a - fat_mm, 0.5 * leg_a), np.maximum(leg_b - fat_mm, 0.5 * leg_b),
+            cx,
+            np.maximum(leg_a - fat_mm, 0.5 * leg_a),
+            np.maximum(leg_b - fat_mm, 0.5 * leg_b),
             leg_y,
         )
     p.labels[outer] = ORGAN_LABELS["fat"]
@@ -234,8 +238,12 @@ def _abdomen(p: _Painter) -> None:
     taper = (x - liver_c[2]) / liver[2] + 0.7 * (s - liver_c[0]) / liver[0] < 0.75
     view = p.labels[box]
     view[mask & taper & (view > 0)] = ORGAN_LABELS["liver"]
-    p.paint("spleen", p.pos(565.0, 55.0, 105.0, 4.0), p.semi(55.0, 45.0, 27.0),
-            p.angles((0.0, 0.0, -30.0)))
+    p.paint(
+        "spleen",
+        p.pos(565.0, 55.0, 105.0, 4.0),
+        p.semi(55.0, 45.0, 27.0),
+        p.angles((0.0, 0.0, -30.0)),
+    )
     for side, s_kid in ((-1.0, 680.0), (1.0, 660.0)):
         c = p.pos(s_kid, 58.0, side * 74.0, 4.0)
         angles = p.angles((0.0, side * 12.0, side * 25.0), 5.0)
@@ -297,4 +305,4 @@ def paint_organs(grid: Grid, patient: Patient, rng: np.random.Generator) -> Labe
 def organ_radius_mm(labels: Labels, spacing_mm: tuple[float, float, float], name: str) -> float:
     """Radius of the sphere with the organ's volume (a size check for tests and reports)."""
     n = int(np.count_nonzero(labels == ORGAN_LABELS[name]))
-    return (3.0 * n * float(np.prod(spacing_mm)) / (4.0 * math.pi)) ** (1.0 / 3.0)
+    return float((3.0 * n * float(np.prod(spacing_mm)) / (4.0 * math.pi)) ** (1.0 / 3.0))

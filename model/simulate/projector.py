@@ -83,15 +83,17 @@ class SliceProjector:
     def forward(self, image: torch.Tensor, subset: int | None = None) -> torch.Tensor:
         """Project ``(n_pixels, n_columns)`` images to ``(rows, n_columns)`` sinograms."""
         if subset is not None:
-            return torch.sparse.mm(self.matrices[subset], image)
+            out: torch.Tensor = torch.sparse.mm(self.matrices[subset], image)
+            return out
         return torch.cat([torch.sparse.mm(a, image) for a in self.matrices], dim=0)
 
     def back(self, sinogram: torch.Tensor, subset: int | None = None) -> torch.Tensor:
         """Adjoint of :meth:`forward`: ``(rows, n_columns)`` to ``(n_pixels, n_columns)``."""
         if subset is not None:
-            return torch.sparse.mm(self.transposes[subset], sinogram)
+            single: torch.Tensor = torch.sparse.mm(self.transposes[subset], sinogram)
+            return single
         b = self.subset_bounds
-        out = torch.sparse.mm(self.transposes[0], sinogram[b[0] : b[1]])
+        out: torch.Tensor = torch.sparse.mm(self.transposes[0], sinogram[b[0] : b[1]])
         for m in range(1, self.n_subsets):
             out += torch.sparse.mm(self.transposes[m], sinogram[b[m] : b[m + 1]])
         return out

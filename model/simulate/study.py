@@ -52,7 +52,7 @@ def simulate_study(
     drf_list = _check_drfs(drfs)
     phantom = make_phantom(seed, size, tracer)
     scanner = draw_scanner(rng_for(seed, Purpose.SCANNER))
-    result = acquire_and_reconstruct(phantom, scanner, drf_list, seed)
+    result = acquire_and_reconstruct(phantom, scanner, drf_list, seed, size)
     return SimulatedStudy(
         seed=seed,
         size=size,

@@ -48,7 +48,7 @@ class TracerSpec:
 #   SUVs in 100 FDG PET/CT studies); Paquet N et al., J Nucl Med 2004;45:784.
 # - kidney parenchyma 2-3.5, renal pelvis and bladder urine 8-60 (renal excretion):
 #   Zincirkeser 2007; Lin EC, Alavi A, PET and PET/CT, a clinical guide, Thieme 2009.
-# - stomach wall 1.3-2.2, bowel 1.0-1.8, salivary glands 1.5-2.5: Zincirkeser 2007.
+# - stomach wall 1.3-2.2, bowel 0.9-1.6, salivary glands 1.5-2.5: Zincirkeser 2007.
 FDG = TracerSpec(
     tracer="fdg",
     radiopharmaceutical="Fluorodeoxyglucose F^18^",
@@ -72,7 +72,7 @@ FDG = TracerSpec(
         "bone": (0.3, 0.6),
         "marrow": (1.2, 2.0),
         "stomach": (1.3, 2.2),
-        "bowel": (1.0, 1.8),
+        "bowel": (0.9, 1.6),
         "salivary": (1.5, 2.5),
     },
 )

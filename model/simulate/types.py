@@ -84,4 +84,4 @@ class SimulatedStudy:
         """Multiply a Bq/ml value by this to get SUVbw."""
         t = self.tracer
         decayed = t.injected_activity_bq * 2.0 ** (-t.uptake_time_s / t.half_life_s)
-        return t.patient_weight_kg * 1000.0 / decayed
+        return float(t.patient_weight_kg * 1000.0 / decayed)

@@ -17,7 +17,7 @@ _HALF_LIFE_S = 6586.2
 
 
 def _expected(decay_s: float) -> float:
-    return _WEIGHT_KG * 1000.0 / (_DOSE_BQ * 2.0 ** (-decay_s / _HALF_LIFE_S))
+    return _WEIGHT_KG * 1000.0 / (_DOSE_BQ * float(2.0 ** (-decay_s / _HALF_LIFE_S)))
 
 
 def _header(**overrides: object) -> Dataset:

@@ -1,0 +1,197 @@
+"""storescu -> node -> storescp, with the real Celery worker process, Redis and dcmtk."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from support import DcmtkPacs, free_port, wait_for
+
+from service import pet
+from service.dcmtk import dcmtk_binary, dcmtk_env
+from service.errors import SeriesNotFoundError
+from service.inference import GaussianDenoiser
+from service.runtime import ListenerRole, start_worker_process, stop_process, write_effective_config
+from service.state import StateStore
+from service.states import SeriesState
+
+DCIODVFY = "/usr/bin/dciodvfy"
+
+
+def storescu(folder: Path, port: int, calling_aet: str = "SCANNER") -> subprocess.CompletedProcess[str]:
+    """Send a folder like a scanner: dcmtk storescu, one association."""
+    return subprocess.run(
+        [str(dcmtk_binary("storescu")), "-aet", calling_aet, "-aec", "UNIPET", "+sd", "+r", "-R",
+         "127.0.0.1", str(port), str(folder)],
+        env=dcmtk_env(), capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def series_uid_of(folder: Path) -> str:
+    return str(dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID)
+
+
+def wait_state(state: StateStore, uid: str, wanted: set[SeriesState], timeout_s: float) -> SeriesState:
+    def reached() -> bool:
+        try:
+            return state.get(uid).state in wanted
+        except SeriesNotFoundError:
+            return False
+
+    wait_for(reached, timeout_s, interval_s=0.1)
+    return state.get(uid).state
+
+
+def test_low_dose_series_comes_back_as_labelled_derived_series(
+    node_factory, pacs: DcmtkPacs, study_copy: Path
+) -> None:
+    _node, settings = node_factory(pacs.port)
+    expected_algorithm = GaussianDenoiser(settings.model.gaussian_fwhm_mm).algorithm
+    sent_folder = study_copy / "drf20"
+    sources = {str(ds.SOPInstanceUID): ds for ds in
+               (dcmread(p, stop_before_pixels=True) for p in sent_folder.glob("*.dcm"))}
+    before = {p.name: p.read_bytes() for p in sent_folder.glob("*.dcm")}
+    result = storescu(sent_folder, settings.listener.port)
+    assert result.returncode == 0, result.stderr
+    state = StateStore(settings.database_url)
+    uid = series_uid_of(sent_folder)
+    assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 90) is SeriesState.DONE
+    series = state.get(uid)
+    assert series.completeness_reason.startswith("count:")
+    received = [dcmread(p) for p in pacs.files()]
+    assert len(received) == len(sources)
+    assert {str(ds.SeriesInstanceUID) for ds in received} == {series.output_series_uid}
+    first_source = next(iter(sources.values()))
+    for ds in received:
+        # PS3.3 C.8.9.4.1.1: a PET image's Image Type value 2 shall be PRIMARY.
+        assert list(ds.ImageType)[:2] == ["DERIVED", "PRIMARY"]
+        assert ds.StudyInstanceUID == first_source.StudyInstanceUID
+        assert ds.FrameOfReferenceUID == first_source.FrameOfReferenceUID
+        assert ds.SeriesInstanceUID != first_source.SeriesInstanceUID
+        assert ds.SeriesDescription.endswith("[UniPET]")
+        equipment = ds.ContributingEquipmentSequence[-1]
+        assert equipment.ManufacturerModelName == "Gaussian post-filter"
+        # LO is at most 64 characters: the version and the sha256 are two values.
+        assert list(equipment.SoftwareVersions)[-1] == expected_algorithm.weights_sha256
+        assert equipment.DeviceUID == expected_algorithm.device_uid
+        source_uid = str(ds.SourceImageSequence[0].ReferencedSOPInstanceUID)
+        source = sources[source_uid]
+        assert pet.slice_position_mm(ds) == pytest.approx(pet.slice_position_mm(source))
+        assert pet.suv_bw_factor(ds) == pytest.approx(pet.suv_bw_factor(source), rel=1e-9)
+        assert ds.Units == "BQML"
+    # The originals we sent are untouched, byte for byte.
+    assert {p.name: p.read_bytes() for p in sent_folder.glob("*.dcm")} == before
+    if Path(DCIODVFY).exists():
+        report = subprocess.run([DCIODVFY, str(pacs.files()[0])], capture_output=True, text=True,
+                                timeout=60, check=False)
+        errors = [line for line in report.stderr.splitlines() if line.startswith("Error")]
+        assert errors == []
+
+
+def test_series_sent_twice_gives_one_output_series_with_the_same_uids(
+    node_factory, pacs: DcmtkPacs, study_copy: Path
+) -> None:
+    _node, settings = node_factory(pacs.port)
+    folder = study_copy / "drf20"
+    uid = series_uid_of(folder)
+    state = StateStore(settings.database_url)
+    assert storescu(folder, settings.listener.port).returncode == 0
+    assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 90) is SeriesState.DONE
+    first = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in pacs.files()}
+    first_output = state.get(uid).output_series_uid
+    for path in pacs.files():
+        path.unlink()
+    assert storescu(folder, settings.listener.port).returncode == 0
+    assert wait_for(lambda: len([h for h in state.history(uid) if h.to_state == "DONE"]) == 2, 90)
+    second = [dcmread(p, stop_before_pixels=True) for p in pacs.files()]
+    assert {str(ds.SOPInstanceUID) for ds in second} == first
+    assert {str(ds.SeriesInstanceUID) for ds in second} == {first_output}
+    reasons = [h.reason for h in state.history(uid) if h.to_state == "RECEIVING"]
+    assert any("re-sent instance after DONE" in r for r in reasons)
+
+
+def test_worker_killed_mid_job_is_resumed_after_restart(
+    node_factory, pacs: DcmtkPacs, study_copy: Path
+) -> None:
+    node, settings = node_factory(pacs.port, queue={"job_lease_s": 3.0})
+    folder = study_copy / "drf20"
+    uid = series_uid_of(folder)
+    state = StateStore(settings.database_url)
+    assert node.worker is not None
+    # Freeze the worker before the series arrives, so it is mid-job when we kill it.
+    assert wait_for(lambda: _worker_ready(settings), 30)
+    assert storescu(folder, settings.listener.port).returncode == 0
+    assert wait_state(state, uid, {SeriesState.PROCESSING, SeriesState.DONE}, 60) is SeriesState.PROCESSING
+    os.killpg(node.worker.pid, signal.SIGKILL)
+    node.worker.wait(timeout=10)
+    assert state.get(uid).state is SeriesState.PROCESSING
+    assert pacs.files() == []
+    config = write_effective_config(settings, settings.spool.path / "restart-config.yaml")
+    node.worker = start_worker_process(
+        config, [settings.queue.denoise_queue, settings.queue.send_queue],
+        settings.spool.path / "logs" / "worker2.log",
+    )
+    assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 90) is SeriesState.DONE
+    history = state.history(uid)
+    assert any("lease expired in PROCESSING" in h.reason for h in history)
+    assert len(pacs.files()) == len(list(folder.glob("*.dcm")))
+
+
+def _worker_ready(settings) -> bool:  # type: ignore[no-untyped-def]
+    log = settings.spool.path / "logs" / "worker.log"
+    return log.exists() and "ready." in log.read_text(errors="replace")
+
+
+def test_destination_down_goes_dead_and_replay_delivers(
+    node_factory, tmp_path: Path, study_copy: Path
+) -> None:
+    down_port = free_port()
+    _node, settings = node_factory(down_port, queue={"send_max_retries": 1})
+    folder = study_copy / "drf20"
+    uid = series_uid_of(folder)
+    state = StateStore(settings.database_url)
+    assert storescu(folder, settings.listener.port).returncode == 0
+    assert wait_state(state, uid, {SeriesState.DEAD, SeriesState.DONE}, 90) is SeriesState.DEAD
+    dead = state.get(uid)
+    assert "send attempt 2 failed" in dead.last_error
+    assert dead.pending_step == "send"
+    config = write_effective_config(settings, tmp_path / "cli.yaml")
+    listed = subprocess.run(["unipet-node", "dead-letter", "list", "--json", "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, check=True)
+    assert uid in listed.stdout
+    pacs = DcmtkPacs(tmp_path / "late-pacs", down_port)
+    try:
+        subprocess.run(["unipet-node", "dead-letter", "replay", uid, "--config", str(config)],
+                       capture_output=True, text=True, timeout=60, check=True)
+        assert wait_state(state, uid, {SeriesState.DONE}, 90) is SeriesState.DONE
+        assert len(pacs.files()) == len(list(folder.glob("*.dcm")))
+    finally:
+        pacs.stop()
+
+
+def test_listener_restart_keeps_a_half_received_series(
+    node_factory, pacs: DcmtkPacs, study_copy: Path
+) -> None:
+    node, settings = node_factory(pacs.port, completeness={"quiet_period_s": 60.0})
+    folder = study_copy / "drf20"
+    files = sorted(folder.glob("*.dcm"))
+    first_half, second_half = study_copy / "half1", study_copy / "half2"
+    first_half.mkdir()
+    second_half.mkdir()
+    for index, path in enumerate(files):
+        path.rename((first_half if index % 2 else second_half) / path.name)
+    uid = series_uid_of(first_half)
+    assert storescu(first_half, settings.listener.port).returncode == 0
+    state = StateStore(settings.database_url)
+    assert state.get(uid).state is SeriesState.RECEIVING
+    assert node.listener is not None
+    node.listener.stop()
+    node.listener = ListenerRole(settings)
+    assert state.get(uid).received_instances == len(list(first_half.glob("*.dcm")))
+    assert storescu(second_half, settings.listener.port).returncode == 0
+    assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 90) is SeriesState.DONE
+    assert len(pacs.files()) == len(files)

@@ -1,0 +1,81 @@
+"""Dispatcher: complete series are queued once; expired leases are queued again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.config import load_settings
+from service.dispatch import Dispatcher
+from service.state import StateStore
+from service.states import SeriesState
+
+from test_state import instance  # type: ignore[import-not-found]
+
+S = SeriesState
+
+
+class RecordingQueue:
+    """A typed stand-in for the broker: remembers what would have been queued."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str]] = []
+
+    def denoise(self, uid: str) -> None:
+        self.messages.append(("denoise", uid))
+
+    def send(self, uid: str) -> None:
+        self.messages.append(("send", uid))
+
+
+def make(tmp_path: Path) -> tuple[Dispatcher, StateStore, RecordingQueue]:
+    settings = load_settings(spool={"path": str(tmp_path)}, queue={"requeue_after_s": 50})
+    store = StateStore(settings.database_url)
+    queue = RecordingQueue()
+    return Dispatcher(settings, store, queue.denoise, queue.send), store, queue
+
+
+def test_complete_series_is_queued_exactly_once(tmp_path: Path) -> None:
+    dispatcher, store, queue = make(tmp_path)
+    store.record_instance(instance("1.2.3.1"))
+    store.transition("1.2.3", S.COMPLETE, "count", expect=[S.RECEIVING])
+    dispatcher.run_once(now=1000.0)
+    dispatcher.run_once(now=1001.0)
+    assert queue.messages == [("denoise", "1.2.3")]
+    assert store.get("1.2.3").state is S.QUEUED
+
+
+def test_dead_worker_lease_is_requeued(tmp_path: Path) -> None:
+    dispatcher, store, queue = make(tmp_path)
+    store.record_instance(instance("1.2.3.1"))
+    store.transition("1.2.3", S.COMPLETE, "count", expect=[S.RECEIVING])
+    dispatcher.run_once(now=1000.0)
+    store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w", step="denoise",
+                now=1001.0)
+    dispatcher.run_once(now=1005.0)
+    assert queue.messages == [("denoise", "1.2.3")]
+    dispatcher.run_once(now=1012.0)
+    assert queue.messages == [("denoise", "1.2.3"), ("denoise", "1.2.3")]
+    assert store.get("1.2.3").state is S.QUEUED
+    assert "lease expired in PROCESSING" in store.history("1.2.3")[-1].reason
+
+
+def test_lost_send_message_is_requeued_as_send(tmp_path: Path) -> None:
+    dispatcher, store, queue = make(tmp_path)
+    store.record_instance(instance("1.2.3.1"))
+    for target, source in [(S.COMPLETE, S.RECEIVING), (S.QUEUED, S.COMPLETE),
+                           (S.PROCESSING, S.QUEUED)]:
+        store.transition("1.2.3", target, "t", expect=[source])
+    store.transition("1.2.3", S.WRITTEN, "w", expect=[S.PROCESSING], lease_s=50,
+                     pending_step="send", now=1000.0)
+    dispatcher.run_once(now=1040.0)
+    assert queue.messages == []
+    dispatcher.run_once(now=1051.0)
+    assert queue.messages == [("send", "1.2.3")]
+
+
+def test_incomplete_failed_series_is_not_requeued(tmp_path: Path) -> None:
+    dispatcher, store, queue = make(tmp_path)
+    store.record_instance(instance("1.2.3.1"))
+    store.transition("1.2.3", S.FAILED, "incomplete", expect=[S.RECEIVING], pending_step="completeness")
+    dispatcher.run_once(now=10**10)
+    assert queue.messages == []

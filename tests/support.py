@@ -1,0 +1,63 @@
+"""Helpers shared by tests: free ports, bounded waits, a dcmtk storescp PACS."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.05) -> bool:
+    """Poll until true or the bounded timeout passes."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())
+
+
+def port_open(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:port."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class DcmtkPacs:
+    """A dcmtk storescp acting as the PACS: files land in ``folder``."""
+
+    ae_title = "TESTPACS"
+
+    def __init__(self, folder: Path, port: int) -> None:
+        from service.dcmtk import dcmtk_binary, dcmtk_env
+
+        self.folder = folder
+        self.port = port
+        folder.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [str(dcmtk_binary("storescp")), "-aet", self.ae_title, "-od", str(folder), "+xa",
+             "-pm", "-fe", ".dcm", str(port)],
+            env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        assert wait_for(lambda: port_open(port), 15), "storescp did not start"
+
+    def files(self) -> list[Path]:
+        """Every instance stored so far."""
+        return sorted(self.folder.rglob("*.dcm"))
+
+    def stop(self) -> None:
+        """Stop storescp."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+

@@ -30,4 +30,4 @@ def gaussian_postfilter(
         raise ValueError(f"spacing {tuple(spacing_mm)} does not match volume shape {volume.shape}")
     sigma_voxels = [fwhm_mm / FWHM_PER_SIGMA / float(s) for s in spacing_mm]
     filtered = ndimage.gaussian_filter(volume.astype(np.float32), sigma=sigma_voxels, mode="mirror")
-    return filtered.astype(np.float32, copy=False)
+    return np.asarray(filtered, dtype=np.float32)

@@ -16,8 +16,11 @@ from rich.table import Table
 from service.config import NodeSettings, load_settings
 from service.errors import ConfigError, NodeError
 
-app = typer.Typer(help="UniPET DICOM node: denoise low-dose PET series received over DICOM.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="UniPET DICOM node: denoise low-dose PET series received over DICOM.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 dead_letter_app = typer.Typer(help="Series whose retries are spent.", no_args_is_help=True)
 app.add_typer(dead_letter_app, name="dead-letter")
 console = Console()
@@ -60,8 +63,10 @@ def serve(config: ConfigOption = None) -> None:
     except NodeError as exc:
         err_console.print(f"[red]cannot start[/red]: {exc}")
         raise typer.Exit(code=1) from exc
-    console.print(f"UniPET node {settings.listener.ae_title} listening on port "
-                  f"{settings.listener.port}; status page on port {settings.web.port}")
+    console.print(
+        f"UniPET node {settings.listener.ae_title} listening on port "
+        f"{settings.listener.port}; status page on port {settings.web.port}"
+    )
     try:
         _wait_for_signal()
     finally:
@@ -95,11 +100,20 @@ def worker(
     init_context(settings)
     celery_app = configure_celery(settings)
     wanted = queues or f"{settings.queue.denoise_queue},{settings.queue.send_queue}"
-    celery_app.worker_main([
-        "worker", "--queues", wanted, "--loglevel", "INFO",
-        "--concurrency", str(concurrency or settings.queue.worker_concurrency),
-        "--hostname", f"unipet-{wanted.replace(',', '-')}@%h", "--without-mingle",
-    ])
+    celery_app.worker_main(
+        [
+            "worker",
+            "--queues",
+            wanted,
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            str(concurrency or settings.queue.worker_concurrency),
+            "--hostname",
+            f"unipet-{wanted.replace(',', '-')}@%h",
+            "--without-mingle",
+        ]
+    )
 
 
 @app.command()
@@ -117,7 +131,9 @@ def web(config: ConfigOption = None) -> None:
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="Output folder (full/ and drf<k>/).")],
-    drf: Annotated[list[float] | None, typer.Option("--drf", help="Dose reduction factor(s).")] = None,
+    drf: Annotated[
+        list[float] | None, typer.Option("--drf", help="Dose reduction factor(s).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Phantom seed.")] = 1,
     size: Annotated[str, typer.Option(help="tiny, small or full.")] = "small",
     tracer: Annotated[str, typer.Option(help="fdg, psma or dotatate.")] = "fdg",
@@ -151,10 +167,15 @@ def send(
     from service.sender import send_files
 
     paths = sorted(p for p in folder.rglob("*.dcm") if p.is_file())
-    report = send_files(paths, PeerSettings(ae_title=aet, host=host, port=port),
-                        SenderSettings(ae_title=calling_aet))
-    console.print(f"stored {report.stored} instances at {aet}@{host}:{port}"
-                  + (f" (warnings {report.warnings})" if report.warnings else ""))
+    report = send_files(
+        paths,
+        PeerSettings(ae_title=aet, host=host, port=port),
+        SenderSettings(ae_title=calling_aet),
+    )
+    console.print(
+        f"stored {report.stored} instances at {aet}@{host}:{port}"
+        + (f" (warnings {report.warnings})" if report.warnings else "")
+    )
 
 
 @app.command()
@@ -176,8 +197,13 @@ def status(
     console.print("  ".join(f"{k}={v}" for k, v in counts.items() if v))
     table = Table("series UID", "state", "instances", "completeness", "reason / error")
     for row in report["series"]:  # type: ignore[attr-defined]
-        table.add_row(row["series_uid"], row["state"], f"{row['instances']}/{row['expected'] or '?'}",
-                      row["completeness"], row["last_error"] or row["reason"])
+        table.add_row(
+            row["series_uid"],
+            row["state"],
+            f"{row['instances']}/{row['expected'] or '?'}",
+            row["completeness"],
+            row["last_error"] or row["reason"],
+        )
     console.print(table)
 
 

@@ -12,6 +12,7 @@ without a network, and the reason string is what the status page and metrics sho
 
 from __future__ import annotations
 
+import itertools
 import logging
 import statistics
 from collections.abc import Sequence
@@ -60,7 +61,7 @@ def contiguity_problem(positions: Sequence[float | None], gap_tolerance: float) 
     ordered = sorted(float(p) for p in positions if p is not None)
     if len(ordered) < MIN_SLICES_FOR_VOLUME:
         return f"only {len(ordered)} slices"
-    steps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(ordered)]
     median_step = statistics.median(steps)
     if median_step <= 0:
         return "duplicate slice positions"

@@ -52,7 +52,7 @@ class ListenerSettings(_Section):
     """The C-STORE/C-ECHO listener (SCP)."""
 
     ae_title: AeTitle = "UNIPET"
-    bind_address: str = "0.0.0.0"  # noqa: S104 - a DICOM node must be reachable by scanners
+    bind_address: str = "0.0.0.0"
     port: int = Field(default=11112, ge=1, le=65535)
     allowed_calling_aets: list[AeTitle] = Field(default_factory=list)
     allowed_hosts_by_aet: dict[AeTitle, list[str]] = Field(default_factory=dict)

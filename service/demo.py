@@ -29,7 +29,6 @@ from service.state import StateStore
 from service.states import SeriesState
 from service.synthetic import write_simulated_study
 
-
 PACS_AE_TITLE = "DEMOPACS"
 SCANNER_AE_TITLE = "DEMOSCANNER"
 
@@ -58,8 +57,9 @@ def demo_settings(workdir: Path, pacs_port: int) -> NodeSettings:
     """Embedded defaults on free loopback ports, sending to the demo PACS."""
     return load_settings(
         listener={"bind_address": "127.0.0.1", "port": free_port()},
-        destinations=[{"name": "demo-pacs", "ae_title": PACS_AE_TITLE, "host": "127.0.0.1",
-                       "port": pacs_port}],
+        destinations=[
+            {"name": "demo-pacs", "ae_title": PACS_AE_TITLE, "host": "127.0.0.1", "port": pacs_port}
+        ],
         spool={"path": str(workdir / "spool"), "min_free_bytes": 100 * 1024**2},
         queue={"broker_url": f"redis://127.0.0.1:{free_port()}/0", "retry_backoff_s": 2.0},
         completeness={"quiet_period_s": 5.0, "poll_interval_s": 0.5},
@@ -71,9 +71,21 @@ def start_demo_pacs(folder: Path, port: int) -> subprocess.Popen[bytes]:
     """dcmtk storescp accepting everything, one file per instance under ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        [str(dcmtk_binary("storescp")), "-aet", PACS_AE_TITLE, "-od", str(folder), "+xa",
-         "-pm", "-fe", ".dcm", str(port)],
-        env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(dcmtk_binary("storescp")),
+            "-aet",
+            PACS_AE_TITLE,
+            "-od",
+            str(folder),
+            "+xa",
+            "-pm",
+            "-fe",
+            ".dcm",
+            str(port),
+        ],
+        env=dcmtk_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
     def listening() -> bool:
@@ -89,10 +101,24 @@ def start_demo_pacs(folder: Path, port: int) -> subprocess.Popen[bytes]:
 def store_with_storescu(folder: Path, settings: NodeSettings) -> None:
     """Send a folder to the node like a scanner does (dcmtk storescu, one association)."""
     result = subprocess.run(
-        [str(dcmtk_binary("storescu")), "-aet", SCANNER_AE_TITLE, "-aec",
-         settings.listener.ae_title, "+sd", "+r", "-R", "127.0.0.1",
-         str(settings.listener.port), str(folder)],
-        env=dcmtk_env(), capture_output=True, text=True, timeout=600, check=False,
+        [
+            str(dcmtk_binary("storescu")),
+            "-aet",
+            SCANNER_AE_TITLE,
+            "-aec",
+            settings.listener.ae_title,
+            "+sd",
+            "+r",
+            "-R",
+            "127.0.0.1",
+            str(settings.listener.port),
+            str(folder),
+        ],
+        env=dcmtk_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     if result.returncode != 0:
         raise NodeError(f"storescu failed ({result.returncode}): {result.stderr.strip()[-500:]}")
@@ -158,12 +184,21 @@ def run_demo(
             timings["complete -> done"] = series.done_at - series.completed_at
         result = DemoResult(
             passed=series.state is SeriesState.DONE and instances_back == len(sent_paths),
-            input_series_uid=input_uid, output_series_uid=output_uid,
-            instances_sent=len(sent_paths), instances_at_pacs=instances_back,
-            timings_s=timings, workdir=workdir,
+            input_series_uid=input_uid,
+            output_series_uid=output_uid,
+            instances_sent=len(sent_paths),
+            instances_at_pacs=instances_back,
+            timings_s=timings,
+            workdir=workdir,
         )
-        _print_result(console, result, series.state.value, series.algorithm,
-                      series.completeness_reason, settings)
+        _print_result(
+            console,
+            result,
+            series.state.value,
+            series.algorithm,
+            series.completeness_reason,
+            settings,
+        )
         return result
     finally:
         if web is not None:
@@ -173,15 +208,20 @@ def run_demo(
 
 
 def _print_result(
-    console: Console, result: DemoResult, state: str, algorithm: str, completeness: str,
+    console: Console,
+    result: DemoResult,
+    state: str,
+    algorithm: str,
+    completeness: str,
     settings: NodeSettings,
 ) -> None:
     table = Table(title="UniPET node demo", show_header=False)
     table.add_row("result", "[green]PASSED[/green]" if result.passed else f"[red]{state}[/red]")
     table.add_row("input series (sent by storescu)", result.input_series_uid)
     table.add_row("derived series (at demo PACS)", result.output_series_uid or "-")
-    table.add_row("instances sent / received back",
-                  f"{result.instances_sent} / {result.instances_at_pacs}")
+    table.add_row(
+        "instances sent / received back", f"{result.instances_sent} / {result.instances_at_pacs}"
+    )
     table.add_row("completeness", completeness)
     table.add_row("algorithm", algorithm)
     for name, seconds in result.timings_s.items():

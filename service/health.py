@@ -34,7 +34,7 @@ from service.states import SeriesState
 __all__ = ["CheckResult", "HealthChecker", "listener_probe_address"]
 
 PROBE_TIMEOUT_S = 1.0
-_WILDCARD_ADDRESSES = {"", "0.0.0.0", "::"}  # noqa: S104 - compared, never bound
+_WILDCARD_ADDRESSES = {"", "0.0.0.0", "::"}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from io import BytesIO
+from typing import cast
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -27,16 +28,16 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 from pynetdicom import AE, evt
-from pynetdicom.events import Event
-from pynetdicom.sop_class import Verification
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
 
 from service import metrics, pet
 from service.admission import AdmissionPolicy, install_admission
 from service.config import NodeSettings, TlsSettings
 from service.errors import (
-    STATUS_PROCESSING_FAILURE,
     STATUS_SUCCESS,
+    NodeError,
     PetHeaderError,
     QueueFullError,
     RefusedInstanceError,
@@ -52,6 +53,9 @@ from service.uids import validate_uid
 
 log = logging.getLogger(__name__)
 
+#: PS3.4 Annex A: the Verification SOP Class (C-ECHO).
+VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
+
 #: Storage SOP classes we accept. PET is processed; CT and secondary captures (often sent
 #: along with a PET study by auto-routing) are accepted and recorded as IGNORED, so a
 #: scanner that sends the whole study sees success rather than per-series failures.
@@ -64,7 +68,9 @@ ACCEPTED_STORAGE_SOP_CLASSES = (
 
 #: Uncompressed syntaxes, explicit VR preferred (it keeps each element's VR as sent).
 ACCEPTED_TRANSFER_SYNTAXES = [
-    ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
 ]
 
@@ -164,8 +170,12 @@ def _check_pixel_data_length(ds: Dataset) -> None:
     try:
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         expected = (
-            int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1))
-            * frames * int(ds.BitsAllocated) // 8
+            int(ds.Rows)
+            * int(ds.Columns)
+            * int(ds.get("SamplesPerPixel", 1))
+            * frames
+            * int(ds.BitsAllocated)
+            // 8
         )
     except (AttributeError, TypeError, ValueError) as exc:
         raise UndecodableDatasetError(f"image pixel description incomplete: {exc}") from exc
@@ -214,7 +224,7 @@ class StoreHandler:
 
     def _store(self, event: Event, data: bytes, calling_aet: str) -> None:
         ds = parse_dataset(data)
-        request = event.request
+        request = cast(C_STORE, event.request)
         sop_class = str(ds.get("SOPClassUID", ""))
         if sop_class != str(request.AffectedSOPClassUID):
             raise SopClassMismatchError(
@@ -258,7 +268,7 @@ class StoreHandler:
         details = {
             "calling_aet": calling_aet,
             "status": f"0x{exc.status:04X}",
-            "sop_instance_uid": str(event.request.AffectedSOPInstanceUID),
+            "sop_instance_uid": str(cast(C_STORE, event.request).AffectedSOPInstanceUID),
         }
         # Out-of-resources refusals are not the sender's fault and will be re-sent: keeping
         # their bytes would fill the very disk that is full.
@@ -307,7 +317,7 @@ def build_listener_ae(settings: NodeSettings) -> AE:
     ae.maximum_pdu_size = cfg.max_pdu_bytes
     ae.network_timeout = cfg.network_timeout_s
     ae.dimse_timeout = cfg.dimse_timeout_s
-    ae.add_supported_context(Verification)
+    ae.add_supported_context(VERIFICATION_SOP_CLASS)
     for sop_class in ACCEPTED_STORAGE_SOP_CLASSES:
         ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
     return ae
@@ -326,7 +336,7 @@ def start_listener(
         },
         max_associations_per_aet=settings.listener.max_associations_per_aet,
     )
-    handlers = [
+    handlers: list[EventHandlerType] = [
         (evt.EVT_CONN_OPEN, install_admission, [policy]),
         (evt.EVT_C_ECHO, handler.handle_echo),
         (evt.EVT_C_STORE, handler.handle_store),
@@ -338,6 +348,8 @@ def start_listener(
         evt_handlers=handlers,
         ssl_context=_ssl_context(tls) if tls is not None else None,
     )
+    if server is None:  # only for block=True, which we never use
+        raise NodeError("listener did not start")
     log.info(
         "listener_started ae_title=%s address=%s port=%d tls=%s",
         settings.listener.ae_title,

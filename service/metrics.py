@@ -89,7 +89,9 @@ def _multiprocess_dir() -> Path | None:
 MULTIPROCESS_DIR: Path | None = _multiprocess_dir()
 if MULTIPROCESS_DIR is not None:
     MULTIPROCESS_DIR.mkdir(parents=True, exist_ok=True)
-    values.ValueClass = values.MultiProcessValue(process_identifier=_process_identifier)
+    values.ValueClass = values.MultiProcessValue(  # type: ignore[no-untyped-call]
+        process_identifier=_process_identifier
+    )
 
 
 instances_received_total = Counter(
@@ -221,5 +223,5 @@ def render_latest() -> tuple[bytes, str]:
     if MULTIPROCESS_DIR is None:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
     registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(MULTIPROCESS_DIR))
+    MultiProcessCollector(registry, path=str(MULTIPROCESS_DIR))  # type: ignore[no-untyped-call]
     return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -39,13 +39,20 @@ class SeriesSummary:
     def of(cls, s: SeriesView) -> SeriesSummary:
         """Summarise one series."""
         return cls(
-            series_uid=s.series_instance_uid, state=s.state.value, reason=s.state_reason,
-            calling_aet=s.calling_aet, instances=s.received_instances,
-            expected=s.expected_instances, completeness=s.completeness_reason,
-            algorithm=s.algorithm, drf_estimate=s.drf_estimate,
-            output_series_uid=s.output_series_uid, inference_s=s.inference_seconds,
+            series_uid=s.series_instance_uid,
+            state=s.state.value,
+            reason=s.state_reason,
+            calling_aet=s.calling_aet,
+            instances=s.received_instances,
+            expected=s.expected_instances,
+            completeness=s.completeness_reason,
+            algorithm=s.algorithm,
+            drf_estimate=s.drf_estimate,
+            output_series_uid=s.output_series_uid,
+            inference_s=s.inference_seconds,
             end_to_end_s=(s.done_at - s.last_received_at) if s.done_at else None,
-            last_error=s.last_error, updated_at=s.state_changed_at,
+            last_error=s.last_error,
+            updated_at=s.state_changed_at,
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -91,8 +98,13 @@ def replay(state: StateStore, series_uid: str) -> SeriesView:
             f"series {series_uid} is {series.state.value}: only dead letters can be replayed"
         )
     changed = state.transition(
-        series_uid, target, "replayed by operator", expect=[series.state],
-        lease_s=0.0 if target is S.WRITTEN else None, pending_step=step, attempts=0,
+        series_uid,
+        target,
+        "replayed by operator",
+        expect=[series.state],
+        lease_s=0.0 if target is S.WRITTEN else None,
+        pending_step=step,
+        attempts=0,
         last_received_at=time.time() if target is S.RECEIVING else series.last_received_at,
     )
     if changed is None:

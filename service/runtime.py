@@ -52,7 +52,7 @@ class EmbeddedRedis:
         url = urlparse(broker_url)
         if url.scheme != "redis" or (url.hostname or "") not in LOOPBACK_HOSTS:
             raise ConfigError(
-                f"queue.broker_url: an embedded Redis must be redis:// on loopback, got {broker_url}"
+                f"queue.broker_url: embedded Redis needs redis:// on loopback, got {broker_url}"
             )
         self.port = url.port or 6379
         self.url = broker_url
@@ -69,9 +69,23 @@ class EmbeddedRedis:
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--appendonly", "yes",
-             "--dir", str(self.data_dir), "--save", "", "--protected-mode", "yes"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--dir",
+                str(self.data_dir),
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
 
@@ -105,14 +119,26 @@ def write_effective_config(settings: NodeSettings, path: Path) -> Path:
     return path
 
 
-def start_worker_process(config_path: Path, queues: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_worker_process(
+    config_path: Path, queues: list[str], log_path: Path
+) -> subprocess.Popen[bytes]:
     """Start ``unipet-node worker`` as a child process (same interpreter)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handle = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker", "--config", str(config_path),
-         "--queues", ",".join(queues)],
-        stdout=handle, stderr=subprocess.STDOUT, env={**os.environ},
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "worker",
+            "--config",
+            str(config_path),
+            "--queues",
+            ",".join(queues),
+        ],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={**os.environ},
         start_new_session=True,  # its own process group: stopping it stops its pool children
     )
 
@@ -156,7 +182,8 @@ class ListenerRole:
             self.settings,
             CompletenessWatcher(self.settings, self.state),
             Dispatcher(
-                self.settings, self.state,
+                self.settings,
+                self.state,
                 lambda uid: enqueue_denoise(self.settings, uid),
                 lambda uid: enqueue_send(self.settings, uid),
             ),
@@ -190,7 +217,8 @@ class AllInOneNode:
                 self.redis.start()
             config_path = write_effective_config(self.settings, root / "effective-config.yaml")
             queues = self.worker_queues or [
-                self.settings.queue.denoise_queue, self.settings.queue.send_queue
+                self.settings.queue.denoise_queue,
+                self.settings.queue.send_queue,
             ]
             self.worker = start_worker_process(config_path, queues, root / "logs" / "worker.log")
             self.listener = ListenerRole(self.settings)

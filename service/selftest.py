@@ -15,11 +15,11 @@ from pathlib import Path
 
 from pydicom import dcmread
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
 
 from service.config import NodeSettings, PeerSettings, SenderSettings
 from service.errors import NodeError
 from service.inference import simulate_study
+from service.listener import VERIFICATION_SOP_CLASS
 from service.runtime import wait_until
 from service.sender import send_files
 from service.state import StateStore
@@ -39,8 +39,12 @@ class SelftestResult:
 
 def _echo(settings: NodeSettings) -> bool:
     ae = AE(ae_title=SELFTEST_AE_TITLE)
-    ae.add_requested_context(Verification)
-    host = "127.0.0.1" if settings.listener.bind_address in {"0.0.0.0", ""} else settings.listener.bind_address  # noqa: S104
+    ae.add_requested_context(VERIFICATION_SOP_CLASS)
+    host = (
+        "127.0.0.1"
+        if settings.listener.bind_address in {"0.0.0.0", ""}
+        else settings.listener.bind_address
+    )
     assoc = ae.associate(host, settings.listener.port, ae_title=settings.listener.ae_title)
     if not assoc.is_established:
         return False
@@ -58,12 +62,20 @@ def run_selftest(settings: NodeSettings, timeout_s: float) -> SelftestResult:
         written = write_simulated_study(study, Path(tmp))
         paths = written["drf20"]
         series_uid = str(dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
-        host = "127.0.0.1" if settings.listener.bind_address in {"0.0.0.0", ""} else settings.listener.bind_address  # noqa: S104
+        host = (
+            "127.0.0.1"
+            if settings.listener.bind_address in {"0.0.0.0", ""}
+            else settings.listener.bind_address
+        )
         started = time.monotonic()
         try:
-            send_files(paths, PeerSettings(ae_title=settings.listener.ae_title, host=host,
-                                           port=settings.listener.port),
-                       SenderSettings(ae_title=SELFTEST_AE_TITLE))
+            send_files(
+                paths,
+                PeerSettings(
+                    ae_title=settings.listener.ae_title, host=host, port=settings.listener.port
+                ),
+                SenderSettings(ae_title=SELFTEST_AE_TITLE),
+            )
         except NodeError as exc:
             return SelftestResult(False, f"sending the synthetic series failed: {exc}")
     state = StateStore(settings.database_url)
@@ -78,7 +90,13 @@ def run_selftest(settings: NodeSettings, timeout_s: float) -> SelftestResult:
     series = state.get(series_uid)
     elapsed = time.monotonic() - started
     if series.state is SeriesState.DONE:
-        return SelftestResult(True, f"selftest passed in {elapsed:.1f} s: series {series_uid} "
-                              f"-> {series.output_series_uid} ({series.algorithm})")
-    return SelftestResult(False, f"selftest failed after {elapsed:.1f} s: series {series_uid} is "
-                          f"{series.state.value}: {series.last_error or series.state_reason}")
+        return SelftestResult(
+            True,
+            f"selftest passed in {elapsed:.1f} s: series {series_uid} "
+            f"-> {series.output_series_uid} ({series.algorithm})",
+        )
+    return SelftestResult(
+        False,
+        f"selftest failed after {elapsed:.1f} s: series {series_uid} is "
+        f"{series.state.value}: {series.last_error or series.state_reason}",
+    )

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import (
     Engine,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    make_url,
     select,
     update,
 )
@@ -212,6 +214,9 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 def create_state_engine(database_url: str) -> Engine:
     """Engine for the state database; SQLite gets WAL and a busy timeout for many processes."""
     if database_url.startswith("sqlite"):
+        database = make_url(database_url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(database_url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:

@@ -63,6 +63,8 @@ class TracerLike(Protocol):
     """The tracer facts of ``model.simulate.types.TracerDose`` this module reads."""
 
     @property
+    def tracer(self) -> str: ...
+    @property
     def radiopharmaceutical(self) -> str: ...
     @property
     def radionuclide(self) -> str: ...
@@ -94,6 +96,8 @@ class SimulatedStudyLike(Protocol):
 
     @property
     def seed(self) -> int: ...
+    @property
+    def size(self) -> str: ...
     @property
     def spacing_mm(self) -> tuple[float, float, float]: ...
     @property
@@ -156,6 +160,12 @@ def _radiopharmaceutical_item(tracer: TracerLike, injection: datetime) -> Datase
     return item
 
 
+def _identity(study: SimulatedStudyLike) -> str:
+    """What makes a simulated study unique: the same seed at another size or tracer is
+    another acquisition with other geometry, so it must never share UIDs."""
+    return f"seed={study.seed};size={study.size};tracer={study.tracer.tracer}"
+
+
 def _study_dataset(study: SimulatedStudyLike) -> Dataset:
     """Patient, General Study, Patient Study, Frame of Reference and Equipment: shared."""
     seed, tracer = study.seed, study.tracer
@@ -167,7 +177,7 @@ def _study_dataset(study: SimulatedStudyLike) -> Dataset:
     ds.PatientBirthDate = ""
     ds.PatientSex = tracer.patient_sex
     # General Study
-    ds.StudyInstanceUID = derived_uid("unipet-simulation", str(seed), "study")
+    ds.StudyInstanceUID = derived_uid("unipet-simulation", _identity(study), "study")
     ds.StudyDate = _SCAN_START.strftime("%Y%m%d")
     ds.StudyTime = _SCAN_START.strftime("%H%M%S")
     ds.ReferringPhysicianName = ""
@@ -179,7 +189,7 @@ def _study_dataset(study: SimulatedStudyLike) -> Dataset:
     ds.PatientSize = DS(tracer.patient_height_m, auto_format=True)
     ds.PatientWeight = DS(tracer.patient_weight_kg, auto_format=True)
     # Frame of Reference
-    ds.FrameOfReferenceUID = derived_uid("unipet-simulation", str(seed), "frame-of-reference")
+    ds.FrameOfReferenceUID = derived_uid("unipet-simulation", _identity(study), "frame-of-reference")
     ds.PositionReferenceIndicator = ""
     # General Equipment
     ds.Manufacturer = SIMULATION_MANUFACTURER
@@ -196,7 +206,7 @@ def _series_dataset(
     ds = _study_dataset(study)
     # General Series
     ds.Modality = "PT"
-    ds.SeriesInstanceUID = derived_uid("unipet-simulation", str(study.seed), "series", key)
+    ds.SeriesInstanceUID = derived_uid("unipet-simulation", _identity(study), "series", key)
     ds.SeriesNumber = number
     dose = "full dose" if drf is None else f"1/{format_drf(drf)} dose"
     ds.SeriesDescription = f"PET WB simulated {dose}"
@@ -253,7 +263,7 @@ def _write_series(
         ds.update(series)
         instance_number = nz - k  # head first, like a whole-body scan from head to feet
         ds.SOPClassUID = PositronEmissionTomographyImageStorage
-        ds.SOPInstanceUID = derived_uid("unipet-simulation", str(study.seed), key, str(k))
+        ds.SOPInstanceUID = derived_uid("unipet-simulation", _identity(study), key, str(k))
         # General Image and PET Image
         ds.InstanceNumber = instance_number
         ds.ImageIndex = instance_number

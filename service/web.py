@@ -22,6 +22,7 @@ import json
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -89,7 +90,7 @@ class _App:
 
     def route(self, raw_path: str) -> _Response:
         path = urlsplit(raw_path).path
-        simple = {
+        simple: dict[str, Callable[[], _Response]] = {
             "/": self._page,
             "/index.html": self._page,
             "/api/status": lambda: _json(HTTPStatus.OK, status_report(self.state)),
@@ -189,7 +190,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         """Request lines go to the module logger at debug level, not to stderr."""
         log.debug("web_request %s", format % args)
 
@@ -213,7 +214,7 @@ class WebServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8080``."""
-        host = "127.0.0.1" if self.host in {"", "0.0.0.0"} else self.host  # noqa: S104
+        host = "127.0.0.1" if self.host in {"", "0.0.0.0"} else self.host
         return f"http://{host}:{self.port}"
 
     def start(self) -> None:

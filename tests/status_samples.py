@@ -75,16 +75,25 @@ def _complete_and_queue(state: StateStore, series_uid: str, count: int) -> None:
     now = time.time()
     reason = f"instance count: {count} of {count} (NumberOfSlices)"
     state.transition(
-        series_uid, S.COMPLETE, reason, expect=[S.RECEIVING], now=now,
-        completeness_reason=reason, completed_at=now,
+        series_uid,
+        S.COMPLETE,
+        reason,
+        expect=[S.RECEIVING],
+        now=now,
+        completeness_reason=reason,
+        completed_at=now,
     )
     state.transition(series_uid, S.QUEUED, "queued on cpu", expect=[S.COMPLETE])
 
 
 def _process_and_deliver(spool: Spool, state: StateStore, series_uid: str) -> str:
     claimed = state.claim(
-        series_uid, S.PROCESSING, expect=[S.QUEUED], lease_s=60.0,
-        reason="worker started denoising", step="denoise",
+        series_uid,
+        S.PROCESSING,
+        expect=[S.QUEUED],
+        lease_s=60.0,
+        reason="worker started denoising",
+        step="denoise",
     )
     assert claimed is not None
     volume = load_pet_volume([spool.path_of(i.spool_key) for i in state.instances(series_uid)])
@@ -94,17 +103,28 @@ def _process_and_deliver(spool: Spool, state: StateStore, series_uid: str) -> st
         volume, result.volume_bqml, result.algorithm, out_dir, drf_estimate=18.7
     )
     state.transition(
-        series_uid, S.WRITTEN, f"{len(derived.paths)} instances written", expect=[S.PROCESSING],
-        output_series_uid=str(derived.series_instance_uid), output_key=spool.key_of(out_dir),
-        output_instances=len(derived.paths), algorithm=result.algorithm.name,
-        drf_estimate=18.7, inference_seconds=result.seconds, written_at=time.time(),
+        series_uid,
+        S.WRITTEN,
+        f"{len(derived.paths)} instances written",
+        expect=[S.PROCESSING],
+        output_series_uid=str(derived.series_instance_uid),
+        output_key=spool.key_of(out_dir),
+        output_instances=len(derived.paths),
+        algorithm=result.algorithm.name,
+        drf_estimate=18.7,
+        inference_seconds=result.seconds,
+        written_at=time.time(),
         pending_step="send",
     )
     state.transition(series_uid, S.SENDING, "sending derived series", expect=[S.WRITTEN])
     state.ensure_deliveries(series_uid, ["pacs"])
     state.mark_delivery(series_uid, "pacs", "SENT")
     state.transition(
-        series_uid, S.DONE, "stored at pacs", expect=[S.SENDING], done_at=time.time(),
+        series_uid,
+        S.DONE,
+        "stored at pacs",
+        expect=[S.SENDING],
+        done_at=time.time(),
         pending_step="",
     )
     return str(derived.series_instance_uid)
@@ -123,8 +143,12 @@ def populate(settings: NodeSettings, study_dir: Path) -> PopulatedNode:
         dead_uid = receive_folder(spool, state, study_dir / "full", "SCANNER2")
         _complete_and_queue(state, dead_uid, state.get(dead_uid).received_instances)
         state.transition(
-            dead_uid, S.DEAD, f"{DEAD_ERROR} (retries spent)", expect=[S.QUEUED],
-            last_error=DEAD_ERROR, pending_step="send",
+            dead_uid,
+            S.DEAD,
+            f"{DEAD_ERROR} (retries spent)",
+            expect=[S.QUEUED],
+            last_error=DEAD_ERROR,
+            pending_step="send",
         )
     finally:
         state.close()

@@ -45,9 +45,21 @@ class DcmtkPacs:
         self.port = port
         folder.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [str(dcmtk_binary("storescp")), "-aet", self.ae_title, "-od", str(folder), "+xa",
-             "-pm", "-fe", ".dcm", str(port)],
-            env=dcmtk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(dcmtk_binary("storescp")),
+                "-aet",
+                self.ae_title,
+                "-od",
+                str(folder),
+                "+xa",
+                "-pm",
+                "-fe",
+                ".dcm",
+                str(port),
+            ],
+            env=dcmtk_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         assert wait_for(lambda: port_open(port), 15), "storescp did not start"
 
@@ -60,4 +72,3 @@ class DcmtkPacs:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
-

@@ -15,19 +15,27 @@ from service.runtime import AllInOneNode
 NodeFactory = Callable[..., tuple[AllInOneNode, NodeSettings]]
 
 
-def node_settings(tmp_path: Path, redis_url: str, destination_port: int, **sections: Any) -> NodeSettings:
+def node_settings(
+    tmp_path: Path, redis_url: str, destination_port: int, **sections: Any
+) -> NodeSettings:
     """Test settings: loopback, short timers, queues private to this test."""
     from support import free_port
 
     suffix = uuid.uuid4().hex[:8]
     defaults: dict[str, Any] = {
         "listener": {"bind_address": "127.0.0.1", "port": free_port(), "allowed_calling_aets": []},
-        "destinations": [{"name": "pacs", "ae_title": "TESTPACS", "host": "127.0.0.1",
-                          "port": destination_port}],
+        "destinations": [
+            {"name": "pacs", "ae_title": "TESTPACS", "host": "127.0.0.1", "port": destination_port}
+        ],
         "spool": {"path": str(tmp_path / "spool"), "min_free_bytes": 10 * 1024**2},
-        "queue": {"broker_url": redis_url, "embedded_redis": False,
-                  "denoise_queue": f"cpu-{suffix}", "send_queue": f"send-{suffix}",
-                  "retry_backoff_s": 0.5, "retry_backoff_max_s": 1.0},
+        "queue": {
+            "broker_url": redis_url,
+            "embedded_redis": False,
+            "denoise_queue": f"cpu-{suffix}",
+            "send_queue": f"send-{suffix}",
+            "retry_backoff_s": 0.5,
+            "retry_backoff_max_s": 1.0,
+        },
         "completeness": {"quiet_period_s": 2.0, "poll_interval_s": 0.2, "forced_timeout_s": 30.0},
         "sender": {"network_timeout_s": 5.0, "acse_timeout_s": 5.0, "dimse_timeout_s": 10.0},
     }

@@ -15,19 +15,36 @@ from service import pet
 from service.dcmtk import dcmtk_binary, dcmtk_env
 from service.errors import SeriesNotFoundError
 from service.inference import GaussianDenoiser
-from service.runtime import ListenerRole, start_worker_process, stop_process, write_effective_config
+from service.runtime import ListenerRole, start_worker_process, write_effective_config
 from service.state import StateStore
 from service.states import SeriesState
 
 DCIODVFY = "/usr/bin/dciodvfy"
 
 
-def storescu(folder: Path, port: int, calling_aet: str = "SCANNER") -> subprocess.CompletedProcess[str]:
+def storescu(
+    folder: Path, port: int, calling_aet: str = "SCANNER"
+) -> subprocess.CompletedProcess[str]:
     """Send a folder like a scanner: dcmtk storescu, one association."""
     return subprocess.run(
-        [str(dcmtk_binary("storescu")), "-aet", calling_aet, "-aec", "UNIPET", "+sd", "+r", "-R",
-         "127.0.0.1", str(port), str(folder)],
-        env=dcmtk_env(), capture_output=True, text=True, timeout=120, check=False,
+        [
+            str(dcmtk_binary("storescu")),
+            "-aet",
+            calling_aet,
+            "-aec",
+            "UNIPET",
+            "+sd",
+            "+r",
+            "-R",
+            "127.0.0.1",
+            str(port),
+            str(folder),
+        ],
+        env=dcmtk_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -35,7 +52,9 @@ def series_uid_of(folder: Path) -> str:
     return str(dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID)
 
 
-def wait_state(state: StateStore, uid: str, wanted: set[SeriesState], timeout_s: float) -> SeriesState:
+def wait_state(
+    state: StateStore, uid: str, wanted: set[SeriesState], timeout_s: float
+) -> SeriesState:
     def reached() -> bool:
         try:
             return state.get(uid).state in wanted
@@ -52,8 +71,10 @@ def test_low_dose_series_comes_back_as_labelled_derived_series(
     _node, settings = node_factory(pacs.port)
     expected_algorithm = GaussianDenoiser(settings.model.gaussian_fwhm_mm).algorithm
     sent_folder = study_copy / "drf20"
-    sources = {str(ds.SOPInstanceUID): ds for ds in
-               (dcmread(p, stop_before_pixels=True) for p in sent_folder.glob("*.dcm"))}
+    sources = {
+        str(ds.SOPInstanceUID): ds
+        for ds in (dcmread(p, stop_before_pixels=True) for p in sent_folder.glob("*.dcm"))
+    }
     before = {p.name: p.read_bytes() for p in sent_folder.glob("*.dcm")}
     result = storescu(sent_folder, settings.listener.port)
     assert result.returncode == 0, result.stderr
@@ -86,8 +107,13 @@ def test_low_dose_series_comes_back_as_labelled_derived_series(
     # The originals we sent are untouched, byte for byte.
     assert {p.name: p.read_bytes() for p in sent_folder.glob("*.dcm")} == before
     if Path(DCIODVFY).exists():
-        report = subprocess.run([DCIODVFY, str(pacs.files()[0])], capture_output=True, text=True,
-                                timeout=60, check=False)
+        report = subprocess.run(
+            [DCIODVFY, str(pacs.files()[0])],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         errors = [line for line in report.stderr.splitlines() if line.startswith("Error")]
         assert errors == []
 
@@ -125,14 +151,18 @@ def test_worker_killed_mid_job_is_resumed_after_restart(
     # Freeze the worker before the series arrives, so it is mid-job when we kill it.
     assert wait_for(lambda: _worker_ready(settings), 30)
     assert storescu(folder, settings.listener.port).returncode == 0
-    assert wait_state(state, uid, {SeriesState.PROCESSING, SeriesState.DONE}, 60) is SeriesState.PROCESSING
+    assert (
+        wait_state(state, uid, {SeriesState.PROCESSING, SeriesState.DONE}, 60)
+        is SeriesState.PROCESSING
+    )
     os.killpg(node.worker.pid, signal.SIGKILL)
     node.worker.wait(timeout=10)
     assert state.get(uid).state is SeriesState.PROCESSING
     assert pacs.files() == []
     config = write_effective_config(settings, settings.spool.path / "restart-config.yaml")
     node.worker = start_worker_process(
-        config, [settings.queue.denoise_queue, settings.queue.send_queue],
+        config,
+        [settings.queue.denoise_queue, settings.queue.send_queue],
         settings.spool.path / "logs" / "worker2.log",
     )
     assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 90) is SeriesState.DONE
@@ -160,13 +190,23 @@ def test_destination_down_goes_dead_and_replay_delivers(
     assert "send attempt 2 failed" in dead.last_error
     assert dead.pending_step == "send"
     config = write_effective_config(settings, tmp_path / "cli.yaml")
-    listed = subprocess.run(["unipet-node", "dead-letter", "list", "--json", "--config", str(config)],
-                            capture_output=True, text=True, timeout=60, check=True)
+    listed = subprocess.run(
+        ["unipet-node", "dead-letter", "list", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert uid in listed.stdout
     pacs = DcmtkPacs(tmp_path / "late-pacs", down_port)
     try:
-        subprocess.run(["unipet-node", "dead-letter", "replay", uid, "--config", str(config)],
-                       capture_output=True, text=True, timeout=60, check=True)
+        subprocess.run(
+            ["unipet-node", "dead-letter", "replay", uid, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         assert wait_state(state, uid, {SeriesState.DONE}, 90) is SeriesState.DONE
         assert len(pacs.files()) == len(list(folder.glob("*.dcm")))
     finally:

@@ -35,8 +35,11 @@ WAIT_S = 20.0
 @pytest.fixture
 def node(tmp_path: Path, tiny_study_dir: Path) -> Iterator[tuple[WebServer, PopulatedNode]]:
     settings = load_settings(
-        listener={"bind_address": "127.0.0.1", "port": free_port(),
-                  "allowed_calling_aets": ["SCANNER1", "SCANNER2"]},
+        listener={
+            "bind_address": "127.0.0.1",
+            "port": free_port(),
+            "allowed_calling_aets": ["SCANNER1", "SCANNER2"],
+        },
         spool={"path": str(tmp_path / "spool"), "min_free_bytes": 1024**2},
         queue={"broker_url": f"redis://127.0.0.1:{free_port()}/0", "embedded_redis": False},
         web={"bind_address": "127.0.0.1", "port": 0},
@@ -52,9 +55,16 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--window-size=1400,1200",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1200",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
         options.add_argument(flag)

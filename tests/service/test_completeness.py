@@ -15,14 +15,21 @@ def positions(n: int, step: float = 3.0) -> list[float | None]:
 
 
 def test_count_rule_fires_without_waiting() -> None:
-    decision = decide(received=47, expected=47, positions=positions(47), seconds_since_last=0.1, **BASE)
+    decision = decide(
+        received=47, expected=47, positions=positions(47), seconds_since_last=0.1, **BASE
+    )
     assert decision is not None and decision.rule is Rule.COUNT
     assert decision.reason == "count: 47 of 47 instances received"
 
 
 def test_quiet_rule_needs_the_quiet_period_and_contiguity() -> None:
-    assert decide(received=10, expected=None, positions=positions(10), seconds_since_last=29, **BASE) is None
-    decision = decide(received=10, expected=None, positions=positions(10), seconds_since_last=31, **BASE)
+    assert (
+        decide(received=10, expected=None, positions=positions(10), seconds_since_last=29, **BASE)
+        is None
+    )
+    decision = decide(
+        received=10, expected=None, positions=positions(10), seconds_since_last=31, **BASE
+    )
     assert decision is not None and decision.rule is Rule.QUIET
     assert "10 contiguous slices" in decision.reason
 
@@ -37,8 +44,13 @@ def test_gap_keeps_waiting_then_fails_with_reason() -> None:
 
 
 def test_known_count_short_of_expected_fails_after_timeout() -> None:
-    assert decide(received=40, expected=47, positions=positions(40), seconds_since_last=100, **BASE) is None
-    decision = decide(received=40, expected=47, positions=positions(40), seconds_since_last=700, **BASE)
+    assert (
+        decide(received=40, expected=47, positions=positions(40), seconds_since_last=100, **BASE)
+        is None
+    )
+    decision = decide(
+        received=40, expected=47, positions=positions(40), seconds_since_last=700, **BASE
+    )
     assert decision is not None and decision.reason.startswith("incomplete: 40 of 47 slices")
 
 
@@ -53,7 +65,9 @@ def test_duplicate_positions_are_a_problem() -> None:
     start=st.floats(min_value=-2000, max_value=2000),
     order=st.randoms(use_true_random=False),
 )
-def test_any_regular_stack_in_any_arrival_order_is_contiguous(n: int, step: float, start: float, order) -> None:  # type: ignore[no-untyped-def]
+def test_any_regular_stack_in_any_arrival_order_is_contiguous(
+    n: int, step: float, start: float, order
+) -> None:  # type: ignore[no-untyped-def]
     stack: list[float | None] = [start + i * step for i in range(n)]
     order.shuffle(stack)
     assert contiguity_problem(stack, 0.25) is None

@@ -42,7 +42,10 @@ def test_yaml_file_then_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ("listener:\n  port: 70000\n", "listener.port"),
         ("listener:\n  ae_title: THIS_AE_TITLE_IS_TOO_LONG\n", "listener"),
         ("spool:\n  max_used_fraction: 1.5\n", "spool.max_used_fraction"),
-        ("destinations:\n  - {name: 'bad name', ae_title: X, host: h, port: 1}\n", "destinations.0.name"),
+        (
+            "destinations:\n  - {name: 'bad name', ae_title: X, host: h, port: 1}\n",
+            "destinations.0.name",
+        ),
         ("listner:\n  port: 1\n", "listner"),
         ("model:\n  backend: magic\n", "model.backend"),
     ],

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from test_state import instance  # type: ignore[import-not-found]
+
 from service.config import load_settings
 from service.dispatch import Dispatcher
 from service.state import StateStore
 from service.states import SeriesState
-
-from test_state import instance  # type: ignore[import-not-found]
 
 S = SeriesState
 
@@ -49,8 +49,9 @@ def test_dead_worker_lease_is_requeued(tmp_path: Path) -> None:
     store.record_instance(instance("1.2.3.1"))
     store.transition("1.2.3", S.COMPLETE, "count", expect=[S.RECEIVING])
     dispatcher.run_once(now=1000.0)
-    store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w", step="denoise",
-                now=1001.0)
+    store.claim(
+        "1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w", step="denoise", now=1001.0
+    )
     dispatcher.run_once(now=1005.0)
     assert queue.messages == [("denoise", "1.2.3")]
     dispatcher.run_once(now=1012.0)
@@ -62,11 +63,15 @@ def test_dead_worker_lease_is_requeued(tmp_path: Path) -> None:
 def test_lost_send_message_is_requeued_as_send(tmp_path: Path) -> None:
     dispatcher, store, queue = make(tmp_path)
     store.record_instance(instance("1.2.3.1"))
-    for target, source in [(S.COMPLETE, S.RECEIVING), (S.QUEUED, S.COMPLETE),
-                           (S.PROCESSING, S.QUEUED)]:
+    for target, source in [
+        (S.COMPLETE, S.RECEIVING),
+        (S.QUEUED, S.COMPLETE),
+        (S.PROCESSING, S.QUEUED),
+    ]:
         store.transition("1.2.3", target, "t", expect=[source])
-    store.transition("1.2.3", S.WRITTEN, "w", expect=[S.PROCESSING], lease_s=50,
-                     pending_step="send", now=1000.0)
+    store.transition(
+        "1.2.3", S.WRITTEN, "w", expect=[S.PROCESSING], lease_s=50, pending_step="send", now=1000.0
+    )
     dispatcher.run_once(now=1040.0)
     assert queue.messages == []
     dispatcher.run_once(now=1051.0)
@@ -76,6 +81,8 @@ def test_lost_send_message_is_requeued_as_send(tmp_path: Path) -> None:
 def test_incomplete_failed_series_is_not_requeued(tmp_path: Path) -> None:
     dispatcher, store, queue = make(tmp_path)
     store.record_instance(instance("1.2.3.1"))
-    store.transition("1.2.3", S.FAILED, "incomplete", expect=[S.RECEIVING], pending_step="completeness")
+    store.transition(
+        "1.2.3", S.FAILED, "incomplete", expect=[S.RECEIVING], pending_step="completeness"
+    )
     dispatcher.run_once(now=10**10)
     assert queue.messages == []

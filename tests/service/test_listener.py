@@ -10,7 +10,11 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, PositronEmissionTomographyImageStorage, Verification
+from pynetdicom.sop_class import (
+    CTImageStorage,
+    PositronEmissionTomographyImageStorage,
+    Verification,
+)
 from support import free_port, wait_for
 
 from service.config import NodeSettings, load_settings
@@ -42,14 +46,19 @@ def make_node(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
     nodes: list[Node] = []
 
     def make(
-        spool: dict[str, object] | None = None, queue: dict[str, object] | None = None,
+        spool: dict[str, object] | None = None,
+        queue: dict[str, object] | None = None,
         **listener: object,
     ) -> Node:
         settings = load_settings(
             queue=queue or {},
             listener={"bind_address": "127.0.0.1", "port": free_port(), **listener},
-            spool={"path": str(tmp_path / f"spool{len(nodes)}"), "min_free_bytes": 0,
-                   "max_used_fraction": 1.0, **(spool or {})},
+            spool={
+                "path": str(tmp_path / f"spool{len(nodes)}"),
+                "min_free_bytes": 0,
+                "max_used_fraction": 1.0,
+                **(spool or {}),
+            },
         )
         node = Node(settings)
         nodes.append(node)
@@ -146,7 +155,10 @@ def _quarantine_reasons(node: Node) -> list[str]:
 
 
 def test_garbage_dataset_gets_failure_status_and_is_quarantined(
-    make_node, study_copy: Path, tmp_path: Path, raw_file_sending: None  # type: ignore[no-untyped-def]
+    make_node,
+    study_copy: Path,
+    tmp_path: Path,
+    raw_file_sending: None,  # type: ignore[no-untyped-def]
 ) -> None:
     node = make_node()
     source = first_file(study_copy)
@@ -167,7 +179,10 @@ def test_garbage_dataset_gets_failure_status_and_is_quarantined(
 
 
 def test_truncated_instance_gets_failure_status_and_is_quarantined(
-    make_node, study_copy: Path, tmp_path: Path, raw_file_sending: None  # type: ignore[no-untyped-def]
+    make_node,
+    study_copy: Path,
+    tmp_path: Path,
+    raw_file_sending: None,  # type: ignore[no-untyped-def]
 ) -> None:
     node = make_node()
     source = first_file(study_copy)
@@ -179,7 +194,9 @@ def test_truncated_instance_gets_failure_status_and_is_quarantined(
     assert status.Status == 0xC210
     [record] = node.spool.quarantined()
     assert record["calling_aet"] == "SCANNER"
-    assert (node.spool.root / "quarantine" / record["file"]).read_bytes()[-100:] == source.read_bytes()[-600:-500]
+    assert (node.spool.root / "quarantine" / record["file"]).read_bytes()[
+        -100:
+    ] == source.read_bytes()[-600:-500]
 
 
 def test_path_traversal_uid_is_refused(make_node, study_copy: Path) -> None:  # type: ignore[no-untyped-def]
@@ -196,7 +213,10 @@ def test_path_traversal_uid_is_refused(make_node, study_copy: Path) -> None:  # 
 
 
 def test_sop_class_mismatch_is_refused(
-    make_node, study_copy: Path, tmp_path: Path, raw_file_sending: None  # type: ignore[no-untyped-def]
+    make_node,
+    study_copy: Path,
+    tmp_path: Path,
+    raw_file_sending: None,  # type: ignore[no-untyped-def]
 ) -> None:
     node = make_node()
     ds = dcmread(first_file(study_copy))
@@ -271,7 +291,9 @@ def test_our_own_output_sent_back_is_ignored(make_node, study_copy: Path, tmp_pa
     volume = load_pet_volume(sorted((study_copy / "drf20").glob("*.dcm")))
     denoiser = GaussianDenoiser(5.0)
     derived = write_derived_series(
-        volume, denoiser.denoise(volume.bqml, volume.spacing_mm).volume_bqml, denoiser.algorithm,
+        volume,
+        denoiser.denoise(volume.bqml, volume.spacing_mm).volume_bqml,
+        denoiser.algorithm,
         tmp_path / "derived",
     )
     node = make_node()

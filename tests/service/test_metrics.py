@@ -97,7 +97,11 @@ def test_multiprocess_mode_sums_forked_children_and_survives_their_exit(tmp_path
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
     result = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=120, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     reply = json.loads(result.stdout)

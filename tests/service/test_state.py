@@ -15,14 +15,28 @@ from service.states import ALLOWED_TRANSITIONS, SeriesState, can_transition
 S = SeriesState
 
 
-def instance(sop: str, series: str = "1.2.3", position: float | None = 0.0, sha: str = "a" * 64,
-             outcome: SeriesState = S.RECEIVING) -> ReceivedInstance:
+def instance(
+    sop: str,
+    series: str = "1.2.3",
+    position: float | None = 0.0,
+    sha: str = "a" * 64,
+    outcome: SeriesState = S.RECEIVING,
+) -> ReceivedInstance:
     return ReceivedInstance(
-        study_instance_uid="1.2", series_instance_uid=series, sop_instance_uid=sop,
-        sop_class_uid="1.2.840.10008.5.1.4.1.1.128", calling_aet="SCANNER", modality="PT",
-        series_description="PET WB", spool_key=f"incoming/1.2/{series}/{sop}.dcm", sha256=sha,
-        size_bytes=100, slice_position_mm=position, expected_instances=3,
-        outcome_state=outcome, outcome_reason="eligible",
+        study_instance_uid="1.2",
+        series_instance_uid=series,
+        sop_instance_uid=sop,
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.128",
+        calling_aet="SCANNER",
+        modality="PT",
+        series_description="PET WB",
+        spool_key=f"incoming/1.2/{series}/{sop}.dcm",
+        sha256=sha,
+        size_bytes=100,
+        slice_position_mm=position,
+        expected_instances=3,
+        outcome_state=outcome,
+        outcome_reason="eligible",
     )
 
 
@@ -65,13 +79,37 @@ def test_claim_respects_live_lease_and_takes_expired_one(store: StateStore) -> N
     store.record_instance(instance("1.2.3.1"))
     store.transition("1.2.3", S.COMPLETE, "c", expect=[S.RECEIVING])
     store.transition("1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], pending_step="denoise")
-    claimed = store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w1",
-                          step="denoise", now=1000.0)
+    claimed = store.claim(
+        "1.2.3",
+        S.PROCESSING,
+        expect=[S.QUEUED],
+        lease_s=10,
+        reason="w1",
+        step="denoise",
+        now=1000.0,
+    )
     assert claimed is not None and claimed.attempts == 1
-    assert store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w2",
-                       step="denoise", now=1005.0) is None
-    retaken = store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w2",
-                          step="denoise", now=1011.0)
+    assert (
+        store.claim(
+            "1.2.3",
+            S.PROCESSING,
+            expect=[S.QUEUED],
+            lease_s=10,
+            reason="w2",
+            step="denoise",
+            now=1005.0,
+        )
+        is None
+    )
+    retaken = store.claim(
+        "1.2.3",
+        S.PROCESSING,
+        expect=[S.QUEUED],
+        lease_s=10,
+        reason="w2",
+        step="denoise",
+        now=1011.0,
+    )
     assert retaken is not None and retaken.attempts == 2
 
 
@@ -81,17 +119,35 @@ def test_failed_series_is_claimed_only_by_the_failed_step(store: StateStore) -> 
     store.transition("1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], pending_step="denoise")
     store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w", step="denoise")
     store.transition("1.2.3", S.FAILED, "boom", expect=[S.PROCESSING], pending_step="denoise")
-    assert store.claim("1.2.3", S.SENDING, expect=[S.WRITTEN, S.FAILED], lease_s=10, reason="s",
-                       step="send") is None
-    assert store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED, S.FAILED], lease_s=10, reason="w",
-                       step="denoise") is not None
+    assert (
+        store.claim(
+            "1.2.3", S.SENDING, expect=[S.WRITTEN, S.FAILED], lease_s=10, reason="s", step="send"
+        )
+        is None
+    )
+    assert (
+        store.claim(
+            "1.2.3",
+            S.PROCESSING,
+            expect=[S.QUEUED, S.FAILED],
+            lease_s=10,
+            reason="w",
+            step="denoise",
+        )
+        is not None
+    )
 
 
 def test_resent_instance_reopens_a_done_series_and_keeps_history(store: StateStore) -> None:
     store.record_instance(instance("1.2.3.1"))
-    for target, source in [(S.COMPLETE, S.RECEIVING), (S.QUEUED, S.COMPLETE),
-                           (S.PROCESSING, S.QUEUED), (S.WRITTEN, S.PROCESSING),
-                           (S.SENDING, S.WRITTEN), (S.DONE, S.SENDING)]:
+    for target, source in [
+        (S.COMPLETE, S.RECEIVING),
+        (S.QUEUED, S.COMPLETE),
+        (S.PROCESSING, S.QUEUED),
+        (S.WRITTEN, S.PROCESSING),
+        (S.SENDING, S.WRITTEN),
+        (S.DONE, S.SENDING),
+    ]:
         assert store.transition("1.2.3", target, target.value, expect=[source]) is not None
     reopened = store.record_instance(instance("1.2.3.1"))
     assert reopened.state is S.RECEIVING
@@ -104,11 +160,14 @@ def test_ignored_series_stays_ignored(store: StateStore) -> None:
     assert store.record_instance(instance("1.2.3.2", outcome=S.IGNORED)).state is S.IGNORED
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     arrivals=st.lists(
         st.tuples(st.sampled_from(["1.9.1", "1.9.2", "1.9.3"]), st.integers(0, 20)),
-        min_size=1, max_size=60,
+        min_size=1,
+        max_size=60,
     )
 )
 def test_nothing_received_is_ever_lost(tmp_path_factory: pytest.TempPathFactory, arrivals) -> None:  # type: ignore[no-untyped-def]

@@ -44,11 +44,16 @@ def fetch(url: str, method: str = "GET") -> Reply:
 def make_settings(tmp_path: Path, broker_url: str | None = None, **sections: Any) -> NodeSettings:
     """Loopback settings; the broker defaults to a closed port (an unreachable Redis)."""
     values: dict[str, Any] = {
-        "listener": {"bind_address": "127.0.0.1", "port": free_port(),
-                     "allowed_calling_aets": ["SCANNER1", "SCANNER2"]},
+        "listener": {
+            "bind_address": "127.0.0.1",
+            "port": free_port(),
+            "allowed_calling_aets": ["SCANNER1", "SCANNER2"],
+        },
         "spool": {"path": str(tmp_path / "spool"), "min_free_bytes": 1024**2},
-        "queue": {"broker_url": broker_url or f"redis://127.0.0.1:{free_port()}/0",
-                  "embedded_redis": False},
+        "queue": {
+            "broker_url": broker_url or f"redis://127.0.0.1:{free_port()}/0",
+            "embedded_redis": False,
+        },
         "web": {"bind_address": "127.0.0.1", "port": 0},
         **sections,
     }
@@ -173,12 +178,15 @@ def test_security_headers_and_stylesheet(web: WebServer) -> None:
     assert fetch(web.url + "/no/such/page")[0] == 404
 
 
-def test_api_status_matches_state(web: WebServer, populated: tuple[NodeSettings, PopulatedNode]) -> None:
+def test_api_status_matches_state(
+    web: WebServer, populated: tuple[NodeSettings, PopulatedNode]
+) -> None:
     report = json.loads(fetch(web.url + "/api/status")[2])
     assert report["counts"]["DONE"] == 1
     assert report["counts"]["DEAD"] == 1
     assert {row["series_uid"] for row in report["series"]} == {
-        populated[1].done_series_uid, populated[1].dead_series_uid
+        populated[1].done_series_uid,
+        populated[1].dead_series_uid,
     }
 
 
@@ -197,8 +205,9 @@ def test_healthz_fails_fast_when_the_broker_is_down(web: WebServer) -> None:
 
 
 def test_healthz_reports_spool_above_watermark(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, spool={"path": str(tmp_path / "spool"),
-                                              "min_free_bytes": 2**60})
+    settings = make_settings(
+        tmp_path, spool={"path": str(tmp_path / "spool"), "min_free_bytes": 2**60}
+    )
     server = start_web(settings)
     try:
         report = json.loads(fetch(server.url + "/healthz")[2])
@@ -233,9 +242,20 @@ def _start_node_worker(settings: NodeSettings, tmp_path: Path) -> subprocess.Pop
     config = tmp_path / "worker.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     return subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "worker", "--config", str(config),
-         "--queues", "web-test-cpu", "--concurrency", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "worker",
+            "--config",
+            str(config),
+            "--queues",
+            "web-test-cpu",
+            "--concurrency",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -244,6 +264,7 @@ def test_healthz_ok_with_broker_spool_and_a_real_worker(tmp_path: Path, redis_ur
     server = start_web(settings)
     worker = _start_node_worker(settings, tmp_path)
     try:
+
         def healthy() -> bool:
             time.sleep(3.0)  # let the 3 s result cache expire between probes
             return fetch(server.url + "/healthz")[0] == 200

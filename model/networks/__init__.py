@@ -1,0 +1,19 @@
+"""Networks of the UniPET denoiser: generator (with SAN), vanilla backbone, critic."""
+
+from __future__ import annotations
+
+from model.networks.discriminator import PatchCritic
+from model.networks.style import DrfHead, StyleCodes, StyleEncoder, feature_statistics
+from model.networks.unipet import NetworkConfig, UniPETNet, Variant, count_parameters
+
+__all__ = [
+    "DrfHead",
+    "NetworkConfig",
+    "PatchCritic",
+    "StyleCodes",
+    "StyleEncoder",
+    "UniPETNet",
+    "Variant",
+    "count_parameters",
+    "feature_statistics",
+]

@@ -1,0 +1,142 @@
+"""Random 2.5D training patches drawn from a cached simulation dataset.
+
+The dataset is the folder that ``python -m model.simulate.build_dataset`` writes: one npz per
+phantom and a ``manifest.json`` that records the split of every seed. Only one split is
+read, so training never touches a validation or test phantom. All volumes are converted to
+SUV once at load time (see ``model.networks.unipet`` for why the network works in SUV).
+
+Patch centres are drawn from body voxels (full-dose SUV above ``BODY_SUV``): most of a PET
+volume is air, and patches of air teach nothing. Every draw comes from the caller's numpy
+``Generator``, so a sampler plus the generator's state reproduces the exact batch sequence,
+which is what makes training resumable bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from model.simulate.dataset import load_study
+
+__all__ = ["BODY_SUV", "PatchBatch", "PatchSampler", "SuvStudy", "load_split", "slice_stack"]
+
+BODY_SUV = 0.2
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class SuvStudy:
+    """One phantom in SUV: the full-dose volume and one low-dose volume per DRF."""
+
+    seed: int
+    spacing_mm: tuple[float, float, float]
+    suv_per_bqml: float
+    full_dose_suv: FloatArray
+    low_dose_suv: dict[float, FloatArray]
+
+
+@dataclass(frozen=True)
+class PatchBatch:
+    """A training batch: low-dose and full-dose stacks (N, S, P, P) in SUV, DRF per sample."""
+
+    low_dose: FloatArray
+    full_dose: FloatArray
+    drf: npt.NDArray[np.float64]
+
+
+def load_split(dataset_dir: Path, split: str, drfs: Sequence[float]) -> list[SuvStudy]:
+    """Every phantom of ``split`` in the dataset, converted to SUV, with only ``drfs`` kept.
+
+    Raises:
+        FileNotFoundError: no manifest in ``dataset_dir``.
+        ValueError: the split is empty or a phantom lacks one of ``drfs``.
+    """
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    entries = [e for e in manifest["phantoms"] if e["split"] == split]
+    if not entries:
+        raise ValueError(f"split {split!r} of {dataset_dir} has no phantoms")
+    studies = []
+    for entry in entries:
+        study = load_study(dataset_dir / entry["file"])
+        missing = [d for d in drfs if float(d) not in study.low_dose_bqml]
+        if missing:
+            raise ValueError(f"seed {study.seed} has no DRF {missing}; rebuild the dataset")
+        factor = np.float32(study.suv_per_bqml)
+        studies.append(
+            SuvStudy(
+                seed=study.seed,
+                spacing_mm=study.spacing_mm,
+                suv_per_bqml=study.suv_per_bqml,
+                full_dose_suv=study.full_dose_bqml * factor,
+                low_dose_suv={float(d): study.low_dose_bqml[float(d)] * factor for d in drfs},
+            )
+        )
+    return studies
+
+
+def slice_stack(volume: FloatArray, centres: npt.NDArray[np.int64], context: int) -> FloatArray:
+    """Stacks of ``context`` slices around each centre, (len(centres), context, y, x).
+
+    Slices beyond the first or last are the edge slice repeated, so the top and bottom of a
+    volume are denoised with the same network as the middle.
+    """
+    half = context // 2
+    offsets = np.arange(-half, half + 1)
+    index = np.clip(centres[:, None] + offsets[None, :], 0, volume.shape[0] - 1)
+    return volume[index]
+
+
+class PatchSampler:
+    """Draws batches of random (DRF, phantom, position, flip) patches."""
+
+    def __init__(
+        self,
+        studies: Sequence[SuvStudy],
+        drfs: Sequence[float],
+        context_slices: int,
+        patch_size: int,
+    ) -> None:
+        if not studies:
+            raise ValueError("a sampler needs at least one study")
+        self.studies = list(studies)
+        self.drfs = [float(d) for d in drfs]
+        self.context = context_slices
+        self.patch = patch_size
+        self.body = [np.flatnonzero(s.full_dose_suv > BODY_SUV) for s in self.studies]
+        for study, body in zip(self.studies, self.body, strict=True):
+            if body.size == 0 or min(study.full_dose_suv.shape[1:]) < patch_size:
+                raise ValueError(f"seed {study.seed}: no body voxels or slices < {patch_size}")
+
+    def sample(self, rng: np.random.Generator, batch_size: int) -> PatchBatch:
+        """One batch; every random choice comes from ``rng``."""
+        low, full, drfs = [], [], []
+        for _ in range(batch_size):
+            k = int(rng.integers(len(self.studies)))
+            drf = self.drfs[int(rng.integers(len(self.drfs)))]
+            study = self.studies[k]
+            z, y, x = np.unravel_index(rng.choice(self.body[k]), study.full_dose_suv.shape)
+            y0 = int(np.clip(y - self.patch // 2, 0, study.full_dose_suv.shape[1] - self.patch))
+            x0 = int(np.clip(x - self.patch // 2, 0, study.full_dose_suv.shape[2] - self.patch))
+            window = (slice(None), slice(y0, y0 + self.patch), slice(x0, x0 + self.patch))
+            centre = np.array([z], dtype=np.int64)
+            pair = [
+                slice_stack(study.low_dose_suv[drf], centre, self.context)[0][window],
+                slice_stack(study.full_dose_suv, centre, self.context)[0][window],
+            ]
+            flips = rng.integers(2, size=3)
+            for axis, flip in enumerate(flips):
+                if flip:
+                    pair = [np.flip(p, axis=axis) for p in pair]
+            low.append(pair[0])
+            full.append(pair[1])
+            drfs.append(drf)
+        return PatchBatch(
+            low_dose=np.ascontiguousarray(np.stack(low), dtype=np.float32),
+            full_dose=np.ascontiguousarray(np.stack(full), dtype=np.float32),
+            drf=np.asarray(drfs, dtype=np.float64),
+        )

@@ -1,0 +1,66 @@
+"""C-STORE SCU against dcmtk storescp, and its failure modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from support import DcmtkPacs, free_port
+
+from service.config import PeerSettings, SenderSettings
+from service.errors import SendError
+from service.sender import send_files
+
+SENDER = SenderSettings(
+    ae_title="UNIPET", network_timeout_s=5, acse_timeout_s=5, dimse_timeout_s=10
+)
+
+
+def test_sends_a_series_over_one_association(pacs: DcmtkPacs, study_copy: Path) -> None:
+    paths = sorted((study_copy / "drf20").glob("*.dcm"))
+    report = send_files(
+        paths, PeerSettings(ae_title=pacs.ae_title, host="127.0.0.1", port=pacs.port), SENDER
+    )
+    assert report.stored == len(paths)
+    received = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in pacs.files()}
+    assert received == {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}
+
+
+def test_unreachable_destination_raises_send_error(study_copy: Path) -> None:
+    paths = sorted((study_copy / "drf20").glob("*.dcm"))[:2]
+    with pytest.raises(SendError, match="association to NOBODY"):
+        send_files(
+            paths, PeerSettings(ae_title="NOBODY", host="127.0.0.1", port=free_port()), SENDER
+        )
+
+
+def test_empty_series_is_an_error() -> None:
+    with pytest.raises(SendError, match="nothing to send"):
+        send_files([], PeerSettings(ae_title="X", host="127.0.0.1", port=104), SENDER)
+
+
+def test_rejected_association_is_reported(tmp_path: Path, study_copy: Path) -> None:
+    from service.config import load_settings
+    from service.listener import start_listener
+    from service.spool import Spool
+    from service.state import StateStore
+
+    settings = load_settings(
+        listener={
+            "bind_address": "127.0.0.1",
+            "port": free_port(),
+            "allowed_calling_aets": ["ONLYME"],
+        },
+        spool={"path": str(tmp_path / "spool"), "min_free_bytes": 0},
+    )
+    server = start_listener(settings, Spool(settings.spool.path), StateStore(settings.database_url))
+    try:
+        with pytest.raises(SendError, match="rejected"):
+            send_files(
+                sorted((study_copy / "drf20").glob("*.dcm"))[:1],
+                PeerSettings(ae_title="UNIPET", host="127.0.0.1", port=settings.listener.port),
+                SENDER,
+            )
+    finally:
+        server.shutdown()

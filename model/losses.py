@@ -15,7 +15,6 @@ means the same thing in every patient; change it with the matrix size.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
@@ -123,10 +122,11 @@ def gradient_penalty(
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     alpha = torch.rand(shape, generator=generator, dtype=real.dtype).to(real.device)
     mixed = (alpha * real.detach() + (1.0 - alpha) * fake.detach()).requires_grad_(True)
-    scores = critic(mixed)
+    scores: torch.Tensor = critic(mixed)
     (grads,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
-    norms = grads.flatten(1).norm(2, dim=1)
-    return weight * (norms - 1.0).pow(2).mean()
+    norms: torch.Tensor = grads.flatten(1).norm(2, dim=1)
+    penalty: torch.Tensor = weight * (norms - 1.0).pow(2).mean()
+    return penalty
 
 
 def critic_loss(
@@ -140,7 +140,9 @@ def critic_loss(
     """Critic's WGAN-GP loss on the stylized voxels only: E[D(fake*m)] - E[D(real*m)] + GP."""
     real_m = (real * mask).detach()
     fake_m = (fake * mask).detach()
-    wasserstein = critic(fake_m).mean() - critic(real_m).mean()
+    fake_scores: torch.Tensor = critic(fake_m)
+    real_scores: torch.Tensor = critic(real_m)
+    wasserstein = fake_scores.mean() - real_scores.mean()
     return wasserstein + gradient_penalty(critic, real_m, fake_m, gp_weight, generator)
 
 
@@ -148,4 +150,5 @@ def generator_adversarial_loss(
     critic: torch.nn.Module, fake: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
     """Generator's adversarial loss on the stylized voxels only: -E[D(fake * mask)]."""
-    return -critic(fake * mask).mean()
+    scores: torch.Tensor = critic(fake * mask)
+    return -scores.mean()

@@ -88,7 +88,8 @@ def slice_stack(volume: FloatArray, centres: npt.NDArray[np.int64], context: int
     half = context // 2
     offsets = np.arange(-half, half + 1)
     index = np.clip(centres[:, None] + offsets[None, :], 0, volume.shape[0] - 1)
-    return volume[index]
+    stacks: FloatArray = volume[index]
+    return stacks
 
 
 class PatchSampler:

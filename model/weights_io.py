@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
 
 from model.errors import WeightsError
 from model.networks.unipet import NetworkConfig, UniPETNet
@@ -36,7 +36,9 @@ def sha256_file(path: Path) -> str:
 
 def save_weights(net: UniPETNet, path: Path, version: str) -> str:
     """Write the generator's weights (float32, CPU) to ``path``; returns the file's SHA-256."""
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
+    tensors = {
+        k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()
+    }
     metadata = {
         "format": FORMAT,
         "version": version,

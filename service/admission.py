@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 REJECT_CALLING_AE_NOT_RECOGNIZED = (0x01, 0x01, 0x03)
 REJECT_LOCAL_LIMIT_EXCEEDED = (0x02, 0x03, 0x02)
 
+#: Values of the ``reason`` label of ``unipet_associations_rejected_total``.
+ASSOCIATION_REFUSAL_REASONS = (
+    "calling_aet_not_allowed",
+    "host_not_allowed",
+    "too_many_associations",
+)
+
 
 def set_tcp_nodelay(sock: socket.socket) -> None:
     """Switch Nagle off: DIMSE's small PDUs otherwise wait for delayed ACKs (~20 instances/s)."""

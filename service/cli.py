@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from service.config import NodeSettings, load_settings
@@ -42,6 +46,21 @@ def _settings(config: Path | None) -> NodeSettings:
         raise typer.Exit(code=2) from exc
 
 
+def _use_metrics_dir(spool_path: Path) -> None:
+    """Give this process and its children one fresh prometheus multiprocess folder.
+
+    Must run before ``service.metrics`` is imported (prometheus-client reads the variable at
+    import); the worker child inherits it, so ``/metrics`` shows every process of the node.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    folder = spool_path / "metrics"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
 def _wait_for_signal() -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -52,10 +71,11 @@ def _wait_for_signal() -> None:
 @app.command()
 def serve(config: ConfigOption = None) -> None:
     """All in one: embedded Redis, listener, dispatcher, one worker and the web page."""
+    settings = _settings(config)
+    _use_metrics_dir(settings.spool.path)
     from service.runtime import AllInOneNode
     from service.web import start_web
 
-    settings = _settings(config)
     node = AllInOneNode(settings)
     try:
         node.start()
@@ -167,11 +187,22 @@ def send(
     from service.sender import send_files
 
     paths = sorted(p for p in folder.rglob("*.dcm") if p.is_file())
-    report = send_files(
-        paths,
-        PeerSettings(ae_title=aet, host=host, port=port),
-        SenderSettings(ae_title=calling_aet),
-    )
+    if not paths:
+        err_console.print(f"[red]no .dcm files under {folder}[/red]")
+        raise typer.Exit(code=1)
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"C-STORE to {aet}@{host}:{port}", total=len(paths))
+        try:
+            report = send_files(
+                paths,
+                PeerSettings(ae_title=aet, host=host, port=port),
+                SenderSettings(ae_title=calling_aet),
+                on_stored=lambda done: progress.update(task, completed=done),
+            )
+        except NodeError as exc:
+            err_console.print(f"[red]send failed[/red]: {exc}")
+            raise typer.Exit(code=1) from exc
+        progress.update(task, completed=len(paths))
     console.print(
         f"stored {report.stored} instances at {aet}@{host}:{port}"
         + (f" (warnings {report.warnings})" if report.warnings else "")
@@ -265,9 +296,11 @@ def demo(
     timeout_s: Annotated[float, typer.Option(min=10)] = 900.0,
 ) -> None:
     """Start a node and a demo PACS, send a simulated low-dose study, show what came back."""
+    _settings(None)
+    workdir = (workdir or Path(tempfile.mkdtemp(prefix="unipet-demo-"))).resolve()
+    _use_metrics_dir(workdir / "spool")
     from service.demo import run_demo
 
-    _settings(None)
     try:
         result = run_demo(size=size, drf=drf, workdir=workdir, timeout_s=timeout_s, console=console)
     except NodeError as exc:

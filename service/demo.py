@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,12 @@ def count_at_pacs(folder: Path) -> Counter[str]:
     return counts
 
 
+def scrape_metrics(port: int, target: Path) -> None:
+    """Save what Prometheus would scrape from the node's /metrics right now."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        target.write_bytes(response.read())
+
+
 def run_demo(
     size: str, drf: float, workdir: Path | None, timeout_s: float, console: Console
 ) -> DemoResult:
@@ -175,6 +182,8 @@ def run_demo(
             wait_until(finished, timeout_s, interval_s=0.25)
         timings["sent -> stored at PACS"] = time.perf_counter() - sent_at
         series = state.get(input_uid)
+        if web is not None:
+            scrape_metrics(web.port, workdir / "metrics-scrape.txt")
         at_pacs = count_at_pacs(workdir / "pacs")
         output_uid = series.output_series_uid
         instances_back = at_pacs.get(output_uid or "", 0)
@@ -229,4 +238,5 @@ def _print_result(
     table.add_row("demo PACS files", str(result.workdir / "pacs"))
     table.add_row("simulated study", str(result.workdir / "study"))
     table.add_row("node spool and state", str(settings.spool.path))
+    table.add_row("metrics scraped from /metrics", str(result.workdir / "metrics-scrape.txt"))
     console.print(table)

@@ -33,10 +33,11 @@ from pynetdicom.events import Event, EventHandlerType
 from pynetdicom.transport import ThreadedAssociationServer
 
 from service import metrics, pet
-from service.admission import AdmissionPolicy, install_admission
+from service.admission import ASSOCIATION_REFUSAL_REASONS, AdmissionPolicy, install_admission
 from service.config import NodeSettings, TlsSettings
 from service.errors import (
     STATUS_SUCCESS,
+    InvalidUidError,
     NodeError,
     PetHeaderError,
     QueueFullError,
@@ -329,6 +330,17 @@ def start_listener(
     """Start the listener in background threads and return its server (``shutdown()`` stops it)."""
     ae = build_listener_ae(settings)
     handler = StoreHandler(settings, spool, state)
+    # Publish every refusal reason at zero, so dashboards and alerts see 0 rather than "no data".
+    for refusal in (
+        SpoolFullError,
+        QueueFullError,
+        SopClassMismatchError,
+        InvalidUidError,
+        UndecodableDatasetError,
+    ):
+        metrics.instances_rejected_total.labels(reason=refusal.reason_code)
+    for reason in ASSOCIATION_REFUSAL_REASONS:
+        metrics.associations_rejected_total.labels(reason=reason)
     policy = AdmissionPolicy(
         allowed_calling_aets=list(settings.listener.allowed_calling_aets),
         allowed_hosts_by_aet={

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +42,15 @@ def _client_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
     return context
 
 
-def send_files(paths: Sequence[Path], peer: PeerSettings, sender: SenderSettings) -> SendReport:
+def send_files(
+    paths: Sequence[Path],
+    peer: PeerSettings,
+    sender: SenderSettings,
+    on_stored: Callable[[int], None] | None = None,
+) -> SendReport:
     """Send ``paths`` to ``peer`` over one association.
+
+    ``on_stored(n)`` is called before each C-STORE with the number already sent (progress).
 
     Raises:
         SendError: the association failed, or any instance got a failure status (the
@@ -73,7 +80,9 @@ def send_files(paths: Sequence[Path], peer: PeerSettings, sender: SenderSettings
     warnings: dict[str, int] = {}
     failures: dict[str, int] = {}
     try:
-        for path in paths:
+        for done, path in enumerate(paths, start=1):
+            if on_stored is not None:
+                on_stored(done - 1)
             status = assoc.send_c_store(path)
             code = int(status.Status) if "Status" in status else None
             if code == STATUS_SUCCESS:

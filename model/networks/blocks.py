@@ -53,7 +53,8 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
         """Residual update of ``x``."""
-        return x + self.gain * self.conv2(self.act(self.conv1(x)))
+        update: torch.Tensor = self.conv2(self.act(self.conv1(x)))
+        return x + self.gain * update
 
 
 class ModulatedConv2d(nn.Module):
@@ -101,7 +102,8 @@ class ModulatedResBlock(nn.Module):
         """
         if code is None:
             raise ValueError("a modulated residual block needs a style code")
-        return x + self.gain * self.conv2(self.act(self.conv1(x, code)), code)
+        update: torch.Tensor = self.conv2(self.act(self.conv1(x, code)), code)
+        return x + self.gain * update
 
 
 class Downsample(ConvAct):
@@ -121,4 +123,5 @@ class UpsampleFuse(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         """Upsample ``x`` to the skip's size and fuse both."""
         up = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
-        return self.fuse(torch.cat([up, skip], dim=1))
+        fused: torch.Tensor = self.fuse(torch.cat([up, skip], dim=1))
+        return fused

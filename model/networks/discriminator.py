@@ -31,4 +31,5 @@ class PatchCritic(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Mean patch score per sample."""
-        return self.body(image).mean(dim=(1, 2, 3))
+        scores: torch.Tensor = self.body(image)
+        return scores.mean(dim=(1, 2, 3))

@@ -52,9 +52,7 @@ class StyleEncoder(nn.Module):
 
     def __init__(self, in_channels: int, width: int, code_dim: int) -> None:
         super().__init__()
-        self.to_half = nn.Sequential(
-            ConvAct(in_channels, width, stride=2), ConvAct(width, width)
-        )
+        self.to_half = nn.Sequential(ConvAct(in_channels, width, stride=2), ConvAct(width, width))
         self.to_quarter = nn.Sequential(
             ConvAct(width, 2 * width, stride=2), ConvAct(2 * width, 2 * width)
         )
@@ -86,4 +84,5 @@ class DrfHead(nn.Module):
 
     def forward(self, codes: StyleCodes) -> torch.Tensor:
         """Predicted natural log of the DRF, (N,); the codes are detached first."""
-        return self.mlp(codes.flat().detach()).squeeze(1)
+        log_drf: torch.Tensor = self.mlp(codes.flat().detach())
+        return log_drf.squeeze(1)

@@ -104,7 +104,8 @@ class UniPETNet(nn.Module):
         self.dec0 = ResBlock(c0)
         self.head = nn.Conv2d(c0, 1, 3, padding=1)
         nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        if self.head.bias is not None:
+            nn.init.zeros_(self.head.bias)
 
     def style_codes(self, stack: torch.Tensor) -> StyleCodes | None:
         """SAN codes of a (N, S, H, W) stack in SUV; None for the vanilla variant."""
@@ -128,7 +129,8 @@ class UniPETNet(nn.Module):
         skip1 = self.enc1(self.down1(skip0), half)
         deep = self.bottleneck2(self.bottleneck1(self.down2(skip1), quarter), quarter)
         up1 = self.dec1(self.up2(deep, skip1), half)
-        out = centre + self.head(self.dec0(self.up1(up1, skip0)))
+        residual: torch.Tensor = self.head(self.dec0(self.up1(up1, skip0)))
+        out = centre + residual
         return out[..., :height, :width]
 
     def estimate_log_drf(self, codes: StyleCodes) -> torch.Tensor:
@@ -139,7 +141,8 @@ class UniPETNet(nn.Module):
         """
         if self.drf_head is None:
             raise ValueError("the vanilla variant has no DRF head")
-        return self.drf_head(codes)
+        log_drf: torch.Tensor = self.drf_head(codes)
+        return log_drf
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -1,0 +1,191 @@
+"""Model-side inference: a whole (z, y, x) PET volume in Bq/ml in, a denoised one out.
+
+The network is 2.5D, so a volume is processed a few slices at a time (``batch_slices``), and
+a slice larger than ``tile_size`` is cut into overlapping in-plane tiles whose outputs are
+blended with linear ramps across the overlap. Memory is therefore bounded by the batch of
+slices and the tile, whatever the volume size; only the input and output volumes scale.
+
+SAN style codes are computed once per slice from the whole slice, before tiling, and passed
+to every tile of it: the codes summarise the slice's noise, and codes drawn from each tile
+would differ from tile to tile and leave seams.
+
+The DRF estimate is the median over body slices of the DRF head's per-slice prediction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from model.networks import StyleCodes, UniPETNet
+from model.patches import BODY_SUV, slice_stack
+from model.weights_io import load_network, sha256_file
+
+__all__ = ["DenoisedVolume", "Denoiser", "blend_ramp", "tile_starts"]
+
+FloatVolume = npt.NDArray[np.float32]
+BODY_SLICE_FRACTION = 0.5  # slices with at least this share of the fullest slice's body area
+
+
+@dataclass(frozen=True)
+class DenoisedVolume:
+    """A denoised volume in Bq/ml and the facts the node records about how it was made."""
+
+    volume_bqml: FloatVolume
+    drf_estimate: float | None
+    seconds: float
+    device: str
+    version: str
+    weights_sha256: str
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` covering ``length``, neighbours sharing >= overlap.
+
+    Raises:
+        ValueError: the overlap is not smaller than the tile.
+    """
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must be in [0, tile), got overlap={overlap}, tile={tile}")
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, tile - overlap))
+    return [*starts, length - tile]
+
+
+def blend_ramp(tile: int, overlap: int, ramp_start: bool, ramp_end: bool) -> FloatVolume:
+    """1D blending weight of one tile: linear ramps over ``overlap`` on shared sides, else 1.
+
+    Ramp values are in (0, 1], never 0, so every pixel keeps a positive total weight.
+    """
+    weight = np.ones(tile, dtype=np.float32)
+    ramp = np.arange(1, overlap + 1, dtype=np.float32) / (overlap + 1)
+    if ramp_start and overlap:
+        weight[:overlap] = ramp
+    if ramp_end and overlap:
+        weight[tile - overlap :] = np.minimum(weight[tile - overlap :], ramp[::-1])
+    return weight
+
+
+class Denoiser:
+    """A trained UniPET (or baseline) network ready to denoise whole volumes.
+
+    Args:
+        weights_path: safetensors file written by ``model.train``.
+        threads: torch intra-op threads (process-wide setting); None leaves torch's default.
+        device: "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
+        tile_size: largest in-plane tile edge in pixels; bigger slices are tiled.
+        tile_overlap: pixels shared by neighbouring tiles, blended linearly.
+        batch_slices: slices denoised per forward pass.
+    """
+
+    def __init__(
+        self,
+        weights_path: Path,
+        *,
+        threads: int | None = None,
+        device: str = "auto",
+        tile_size: int = 256,
+        tile_overlap: int = 32,
+        batch_slices: int = 8,
+    ) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if tile_size < 16 or batch_slices < 1:
+            raise ValueError(
+                f"tile_size >= 16 and batch_slices >= 1, got {tile_size}, {batch_slices}"
+            )
+        if not 0 <= tile_overlap < tile_size:
+            raise ValueError(f"tile_overlap must be in [0, tile_size), got {tile_overlap}")
+        self.device = torch.device(device)
+        self.net, self.version = load_network(Path(weights_path), self.device)
+        self.weights_sha256 = sha256_file(Path(weights_path))
+        self.tile_size = tile_size
+        self.tile_overlap = tile_overlap
+        self.batch_slices = batch_slices
+
+    @property
+    def network(self) -> UniPETNet:
+        """The loaded network (eval mode)."""
+        return self.net
+
+    def denoise(self, volume_bqml: npt.NDArray[np.floating], suv_per_bqml: float) -> DenoisedVolume:
+        """Denoise a (z, y, x) volume in Bq/ml; ``suv_per_bqml`` converts it to SUV and back.
+
+        Raises:
+            ValueError: not a finite 3D volume, or a non-positive SUV factor.
+        """
+        if volume_bqml.ndim != 3 or not np.isfinite(volume_bqml).all():
+            raise ValueError(f"expected a finite 3D volume, got shape {volume_bqml.shape}")
+        if not (math.isfinite(suv_per_bqml) and suv_per_bqml > 0):
+            raise ValueError(f"suv_per_bqml must be positive and finite, got {suv_per_bqml}")
+        start = time.perf_counter()
+        suv = volume_bqml.astype(np.float32) * np.float32(suv_per_bqml)
+        denoised_suv, drf = self.denoise_suv(suv)
+        return DenoisedVolume(
+            volume_bqml=denoised_suv / np.float32(suv_per_bqml),
+            drf_estimate=drf,
+            seconds=time.perf_counter() - start,
+            device=str(self.device),
+            version=self.version,
+            weights_sha256=self.weights_sha256,
+        )
+
+    def denoise_suv(self, suv: FloatVolume) -> tuple[FloatVolume, float | None]:
+        """Denoise a (z, y, x) volume in SUV; returns it and the DRF estimate (or None)."""
+        out = np.empty_like(suv, dtype=np.float32)
+        log_drfs: list[float] = []
+        context = self.net.config.context_slices
+        with torch.inference_mode():
+            for first in range(0, suv.shape[0], self.batch_slices):
+                centres = np.arange(first, min(first + self.batch_slices, suv.shape[0]))
+                stack = torch.from_numpy(slice_stack(suv, centres, context)).to(self.device)
+                codes = self.net.style_codes(stack)
+                out[centres] = self._denoise_slices(stack, codes).cpu().numpy()
+                if codes is not None:
+                    log_drfs.extend(self.net.estimate_log_drf(codes).cpu().tolist())
+        return out, self._volume_drf(suv, log_drfs)
+
+    def _denoise_slices(self, stack: torch.Tensor, codes: StyleCodes | None) -> torch.Tensor:
+        """Centre slices (N, H, W) of a stack batch, tiled in-plane when it is large."""
+        height, width = stack.shape[-2:]
+        if height <= self.tile_size and width <= self.tile_size:
+            whole: torch.Tensor = self.net(stack, codes)
+            return whole[:, 0]
+        total = torch.zeros((stack.shape[0], height, width), device=stack.device)
+        weight_sum = torch.zeros((height, width), device=stack.device)
+        ys = tile_starts(height, self.tile_size, self.tile_overlap)
+        xs = tile_starts(width, self.tile_size, self.tile_overlap)
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                rows = slice(y, y + min(self.tile_size, height))
+                cols = slice(x, x + min(self.tile_size, width))
+                tile: torch.Tensor = self.net(stack[:, :, rows, cols], codes)
+                weight = torch.from_numpy(
+                    np.outer(
+                        blend_ramp(tile.shape[-2], self.tile_overlap, i > 0, i < len(ys) - 1),
+                        blend_ramp(tile.shape[-1], self.tile_overlap, j > 0, j < len(xs) - 1),
+                    )
+                ).to(stack.device)
+                total[:, rows, cols] += tile[:, 0] * weight
+                weight_sum[rows, cols] += weight
+        return total / weight_sum
+
+    @staticmethod
+    def _volume_drf(suv: FloatVolume, log_drfs: list[float]) -> float | None:
+        """Median per-slice DRF over the slices that hold most body (None without a head)."""
+        if not log_drfs:
+            return None
+        body = (suv > BODY_SUV).mean(axis=(1, 2))
+        if body.max() <= 0:
+            return float(np.exp(np.median(log_drfs)))
+        chosen = np.asarray(log_drfs)[body >= BODY_SLICE_FRACTION * body.max()]
+        return float(np.exp(np.median(chosen)))

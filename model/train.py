@@ -1,0 +1,347 @@
+"""Training of UniPET and its baselines, reproducible from a config and its seed.
+
+    python -m model.train --dataset-dir DS --out-dir RUN [--config cfg.json] [--resume]
+        [--variant unipet|vanilla] [--drfs 4 10 20 50 100] [--stage1-steps N] ...
+
+Stage 1 trains the generator (SAN included) with the voxel-wise L1 loss. Stage 2 adds the
+style-consistency loss and the region-aware (RALS) WGAN-GP adversarial loss; the critic
+first trains alone for ``critic_warmup_steps`` so its first gradients are meaningful. The
+DRF head is trained throughout on detached style codes. Baselines use the same code path:
+``--variant vanilla`` (no SAN, no style loss), ``--drfs 20`` (a DRF-specific model) and
+``--stage2-steps 0`` (L1 only).
+
+Everything random comes from ``seed``: the patch sampler's numpy generator, torch's global
+generator (weights) and a torch generator for the gradient penalty. A checkpoint stores all
+three states, so ``--resume`` continues with exactly the batch and step it would have taken.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.losses import (
+    RALS_THRESHOLD_SUV2,
+    critic_loss,
+    generator_adversarial_loss,
+    l1_loss,
+    rals_mask,
+    style_consistency_loss,
+)
+from model.networks import NetworkConfig, PatchCritic, UniPETNet, Variant, count_parameters
+from model.patches import PatchBatch, PatchSampler, load_split
+from model.weights_io import save_weights
+
+__all__ = ["TrainConfig", "Trainer", "main", "resolve_device", "train"]
+
+TRAINING_DRFS = (4.0, 10.0, 20.0, 50.0, 100.0)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (saved next to its outputs as JSON)."""
+
+    dataset_dir: str = ""
+    out_dir: str = "runs/unipet"
+    variant: str = Variant.UNIPET.value
+    drfs: tuple[float, ...] = TRAINING_DRFS
+    context_slices: int = 5
+    widths: tuple[int, int, int] = (16, 32, 64)
+    code_dim: int = 32
+    style_width: int = 16
+    seed: int = 0
+    threads: int = 1
+    device: str = "auto"
+    batch_size: int = 8
+    patch_size: int = 64
+    stage1_steps: int = 2000
+    stage2_steps: int = 1000
+    critic_warmup_steps: int = 100
+    lr_generator: float = 2e-4
+    lr_critic: float = 1e-4
+    style_weight: float = 1.0
+    adversarial_weight: float = 1e-3
+    gp_weight: float = 10.0
+    drf_weight: float = 0.1
+    rals_threshold_suv2: float = RALS_THRESHOLD_SUV2
+    checkpoint_every: int = 250
+    log_every: int = 25
+    version: str = "0.1.0-dev"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def network(self) -> NetworkConfig:
+        """Architecture part of the config."""
+        return NetworkConfig(
+            variant=Variant(self.variant),
+            context_slices=self.context_slices,
+            widths=self.widths,
+            code_dim=self.code_dim,
+            style_width=self.style_width,
+        )
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of both stages together."""
+        return self.stage1_steps + self.stage2_steps
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Generator, critic, optimisers and random state of one run; one call per step."""
+
+    def __init__(self, config: TrainConfig, sampler: PatchSampler) -> None:
+        torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.config = config
+        self.sampler = sampler
+        self.device = resolve_device(config.device)
+        self.net = UniPETNet(config.network()).to(self.device)
+        self.critic = PatchCritic().to(self.device)
+        self.opt_g = torch.optim.Adam(self.net.parameters(), config.lr_generator, betas=(0.9, 0.99))
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), config.lr_critic, betas=(0.5, 0.9))
+        self.rng = np.random.default_rng(config.seed)
+        self.gp_generator = torch.Generator().manual_seed(config.seed + 1)
+        self.step_index = 0
+        self.history: list[dict[str, float]] = []
+
+    def step(self) -> dict[str, float]:
+        """Sample a batch and take the next training step; returns its losses."""
+        record = self.train_on(self.sampler.sample(self.rng, self.config.batch_size))
+        self.history.append(record)
+        self.step_index += 1
+        return record
+
+    def train_on(self, batch: PatchBatch) -> dict[str, float]:
+        """One step of whichever stage ``step_index`` is in, on a given batch."""
+        low = torch.from_numpy(batch.low_dose).to(self.device)
+        full = torch.from_numpy(batch.full_dose).to(self.device)
+        log_drf = torch.from_numpy(np.log(batch.drf)).to(self.device, torch.float32)
+        record: dict[str, float] = {"step": float(self.step_index)}
+        stage2_step = self.step_index - self.config.stage1_steps
+        if stage2_step < 0:
+            record.update(self._generator_step(low, full, log_drf, adversarial=False))
+            record["stage"] = 1.0
+            return record
+        mask = rals_mask(full, self.config.rals_threshold_suv2)
+        record["critic"] = self._critic_step(low, full, mask)
+        if stage2_step >= self.config.critic_warmup_steps:
+            record.update(self._generator_step(low, full, log_drf, adversarial=True, mask=mask))
+        record["stage"] = 2.0
+        return record
+
+    def _generator_step(
+        self,
+        low: torch.Tensor,
+        full: torch.Tensor,
+        log_drf: torch.Tensor,
+        adversarial: bool,
+        mask: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """Generator update: L1 (+ DRF head) in stage 1; + style and RALS terms in stage 2."""
+        cfg = self.config
+        self.net.train()
+        self.opt_g.zero_grad(set_to_none=True)
+        codes = self.net.style_codes(low)
+        out = self.net(low, codes)
+        centre = cfg.context_slices // 2
+        losses = {"l1": l1_loss(out, full[:, centre : centre + 1])}
+        if codes is not None:
+            losses["drf"] = cfg.drf_weight * l1_loss(self.net.estimate_log_drf(codes), log_drf)
+        if adversarial and mask is not None:
+            if self.net.style is not None:
+                stack = torch.cat([full[:, :centre], out, full[:, centre + 1 :]], dim=1)
+                losses["style"] = cfg.style_weight * style_consistency_loss(
+                    self.net.style, stack, full
+                )
+            losses["adv"] = cfg.adversarial_weight * generator_adversarial_loss(
+                self.critic, out, mask
+            )
+        total = torch.stack(list(losses.values())).sum()
+        total.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.opt_g.step()
+        return {**{k: float(v.detach()) for k, v in losses.items()}, "total": float(total.detach())}
+
+    def _critic_step(self, low: torch.Tensor, full: torch.Tensor, mask: torch.Tensor) -> float:
+        """Critic update on masked real (full-dose centre) vs masked fake (output) slices."""
+        self.net.eval()
+        with torch.no_grad():
+            fake = self.net(low)
+        centre = self.config.context_slices // 2
+        real = full[:, centre : centre + 1]
+        self.opt_d.zero_grad(set_to_none=True)
+        loss = critic_loss(self.critic, real, fake, mask, self.config.gp_weight, self.gp_generator)
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.opt_d.step()
+        return float(loss.detach())
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Everything needed to continue exactly where this step left off."""
+        state = {
+            "config": json.dumps(dataclasses.asdict(self.config)),
+            "step_index": self.step_index,
+            "net": self.net.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": json.dumps(self.rng.bit_generator.state),
+            "gp_generator": self.gp_generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(self.history),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        torch.save(state, tmp)
+        tmp.replace(path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore a checkpoint from :meth:`save_checkpoint` (``weights_only``: no pickled code)."""
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.net.load_state_dict(state["net"])
+        self.critic.load_state_dict(state["critic"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.rng.bit_generator.state = json.loads(state["rng"])
+        self.gp_generator.set_state(state["gp_generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step_index = int(state["step_index"])
+        self.history = json.loads(state["history"])
+
+
+def _model_card(
+    config: TrainConfig, trainer: Trainer, sha256: str, seconds: float
+) -> dict[str, object]:
+    """JSON model card skeleton: provenance now, evaluation fields to be filled later."""
+    manifest_path = Path(config.dataset_dir) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    last = trainer.history[-1] if trainer.history else {}
+    return {
+        "name": f"UniPET ({config.variant})",
+        "version": config.version,
+        "weights_sha256": sha256,
+        "architecture": {
+            **config.network().to_json_dict(),
+            "parameters": count_parameters(trainer.net),
+            "input": "2.5D stack of context_slices slices in SUV (Bq/ml * suv_per_bqml)",
+            "output": "centre slice in SUV, as input centre + predicted residual",
+        },
+        "data": {
+            "dataset_dir": config.dataset_dir,
+            "size": manifest.get("size"),
+            "tracer": manifest.get("tracer"),
+            "train_seeds": manifest.get("splits", {}).get("train"),
+            "training_drfs": list(config.drfs),
+        },
+        "training": {
+            "config": dataclasses.asdict(config),
+            "seed": config.seed,
+            "iterations": {"stage1": config.stage1_steps, "stage2": config.stage2_steps},
+            "steps_done": trainer.step_index,
+            "final_losses": last,
+            "wall_seconds": round(seconds, 1),
+        },
+        "hardware": {
+            "device": str(trainer.device),
+            "threads": config.threads,
+            "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+        },
+        "evaluation": None,
+        "intended_use": "research; denoising of simulated low-dose PET; not for diagnosis",
+    }
+
+
+def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path:
+    """Run (or resume) a whole training; returns the path of the exported weights."""
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
+    studies = load_split(Path(config.dataset_dir), "train", config.drfs)
+    sampler = PatchSampler(studies, config.drfs, config.context_slices, config.patch_size)
+    trainer = Trainer(config, sampler)
+    checkpoint = out / "checkpoint.pt"
+    if resume and checkpoint.is_file():
+        trainer.load_checkpoint(checkpoint)
+        log(f"resumed at step {trainer.step_index}")
+    start = time.perf_counter()
+    while trainer.step_index < config.total_steps:
+        record = trainer.step()
+        if trainer.step_index % config.log_every == 0:
+            parts = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "step")
+            log(f"step {trainer.step_index} {parts} ({time.perf_counter() - start:.0f} s)")
+        if trainer.step_index % config.checkpoint_every == 0:
+            trainer.save_checkpoint(checkpoint)
+    trainer.save_checkpoint(checkpoint)
+    (out / "history.json").write_text(json.dumps(trainer.history))
+    weights = out / f"unipet-{config.variant}.safetensors"
+    sha256 = save_weights(trainer.net, weights, config.version)
+    card = _model_card(config, trainer, sha256, time.perf_counter() - start)
+    weights.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    return weights
+
+
+def _parser() -> argparse.ArgumentParser:
+    """One ``--flag`` per config field (flags override ``--config``)."""
+    p = argparse.ArgumentParser(
+        prog="python -m model.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", type=Path, help="JSON file with TrainConfig fields")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "extra":
+            continue
+        default = f.default
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, tuple):
+            kind: type = float if isinstance(default[0], float) else int
+            p.add_argument(flag, type=kind, nargs="+", default=None)
+        else:
+            p.add_argument(flag, type=type(default), default=None)
+    return p
+
+
+def config_from_args(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
+    """Defaults, then the JSON file, then command-line flags."""
+    args = _parser().parse_args(argv)
+    values: dict[str, object] = json.loads(args.config.read_text()) if args.config else {}
+    for f in dataclasses.fields(TrainConfig):
+        given = getattr(args, f.name, None)
+        if given is not None:
+            values[f.name] = given
+    for name in ("drfs", "widths"):
+        given = values.get(name)
+        if isinstance(given, list | tuple):
+            values[name] = tuple(given)
+    return TrainConfig(**values), bool(args.resume)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; prints progress lines and the exported weights path."""
+    config, resume = config_from_args(argv)
+    if not config.dataset_dir:
+        print("error: --dataset-dir is required")
+        return 2
+    weights = train(config, resume, lambda line: print(line, flush=True))
+    print(f"wrote {weights}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

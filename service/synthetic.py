@@ -189,7 +189,9 @@ def _study_dataset(study: SimulatedStudyLike) -> Dataset:
     ds.PatientSize = DS(tracer.patient_height_m, auto_format=True)
     ds.PatientWeight = DS(tracer.patient_weight_kg, auto_format=True)
     # Frame of Reference
-    ds.FrameOfReferenceUID = derived_uid("unipet-simulation", _identity(study), "frame-of-reference")
+    ds.FrameOfReferenceUID = derived_uid(
+        "unipet-simulation", _identity(study), "frame-of-reference"
+    )
     ds.PositionReferenceIndicator = ""
     # General Equipment
     ds.Manufacturer = SIMULATION_MANUFACTURER

@@ -294,6 +294,9 @@ def demo(
     drf: Annotated[float, typer.Option(help="Dose reduction factor of the sent series.")] = 20.0,
     workdir: Annotated[Path | None, typer.Option(help="Keep everything here.")] = None,
     timeout_s: Annotated[float, typer.Option(min=10)] = 900.0,
+    keep_running: Annotated[
+        bool, typer.Option(help="Keep the node and its status page up until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Start a node and a demo PACS, send a simulated low-dose study, show what came back."""
     _settings(None)
@@ -302,7 +305,14 @@ def demo(
     from service.demo import run_demo
 
     try:
-        result = run_demo(size=size, drf=drf, workdir=workdir, timeout_s=timeout_s, console=console)
+        result = run_demo(
+            size=size,
+            drf=drf,
+            workdir=workdir,
+            timeout_s=timeout_s,
+            console=console,
+            hold=_wait_for_signal if keep_running else None,
+        )
     except NodeError as exc:
         err_console.print(f"[red]demo failed[/red]: {exc}")
         raise typer.Exit(code=1) from exc

@@ -14,6 +14,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +141,12 @@ def scrape_metrics(port: int, target: Path) -> None:
 
 
 def run_demo(
-    size: str, drf: float, workdir: Path | None, timeout_s: float, console: Console
+    size: str,
+    drf: float,
+    workdir: Path | None,
+    timeout_s: float,
+    console: Console,
+    hold: Callable[[], None] | None = None,
 ) -> DemoResult:
     """Run the demo end to end and print a summary table."""
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="unipet-demo-"))).resolve()
@@ -208,6 +214,12 @@ def run_demo(
             series.completeness_reason,
             settings,
         )
+        if hold is not None:
+            console.print(
+                f"status page: http://127.0.0.1:{settings.web.port}/ (also /metrics, /healthz); "
+                "node, demo PACS and status page keep running: Ctrl-C stops them"
+            )
+            hold()
         return result
     finally:
         if web is not None:

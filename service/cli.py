@@ -130,7 +130,7 @@ def worker(
             "--concurrency",
             str(concurrency or settings.queue.worker_concurrency),
             "--hostname",
-            f"unipet-{wanted.replace(',', '-')}@%h",
+            f"unipet-{wanted.replace(',', '-')}-{os.getpid()}@%h",
             "--without-mingle",
         ]
     )

@@ -50,9 +50,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def tiny_study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One simulated study (full dose and DRF 20) as DICOM, made once per session."""
+    """One simulated study (full dose, DRF 20 and 50) as DICOM, made once per session."""
     out = tmp_path_factory.mktemp("study")
-    study = simulate_study(seed=11, drfs=[20.0], size="tiny")
+    study = simulate_study(seed=11, drfs=[20.0, 50.0], size="tiny")
     write_simulated_study(study, out)
     return out
 

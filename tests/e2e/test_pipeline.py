@@ -15,7 +15,12 @@ from service import pet
 from service.dcmtk import dcmtk_binary, dcmtk_env
 from service.errors import SeriesNotFoundError
 from service.inference import GaussianDenoiser
-from service.runtime import ListenerRole, start_worker_process, write_effective_config
+from service.runtime import (
+    ListenerRole,
+    start_worker_process,
+    stop_process,
+    write_effective_config,
+)
 from service.state import StateStore
 from service.states import SeriesState
 
@@ -235,3 +240,34 @@ def test_listener_restart_keeps_a_half_received_series(
     assert storescu(second_half, settings.listener.port).returncode == 0
     assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 90) is SeriesState.DONE
     assert len(pacs.files()) == len(files)
+
+
+def test_two_workers_share_the_queue_and_never_process_a_series_twice(
+    node_factory, pacs: DcmtkPacs, study_copy: Path
+) -> None:
+    _node, settings = node_factory(pacs.port)
+    config = write_effective_config(settings, settings.spool.path / "second-worker.yaml")
+    second = start_worker_process(
+        config,
+        [settings.queue.denoise_queue, settings.queue.send_queue],
+        settings.spool.path / "logs" / "second-worker.log",
+    )
+    try:
+        folders = [study_copy / name for name in ("full", "drf20", "drf50")]
+        uids = [series_uid_of(folder) for folder in folders]
+        for folder in folders:
+            assert storescu(folder, settings.listener.port).returncode == 0
+        state = StateStore(settings.database_url)
+        for uid in uids:
+            assert (
+                wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 120)
+                is SeriesState.DONE
+            )
+        for uid in uids:
+            claims = [h for h in state.history(uid) if h.to_state == "PROCESSING"]
+            assert len(claims) == 1, f"{uid} was processed {len(claims)} times"
+        outputs = {str(dcmread(p, stop_before_pixels=True).SeriesInstanceUID) for p in pacs.files()}
+        assert outputs == {state.get(uid).output_series_uid for uid in uids}
+        assert len(pacs.files()) == sum(len(list(f.glob("*.dcm"))) for f in folders)
+    finally:
+        stop_process(second)

@@ -37,7 +37,7 @@ class SendReport:
 def _client_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=tls.ca_certificates)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.check_hostname = False  # DICOM peers are addressed by IP; the CA pins identity
+    context.check_hostname = True  # the peer's certificate must name its host or IP (SAN)
     context.load_cert_chain(certfile=tls.certificate, keyfile=tls.private_key)
     return context
 
@@ -66,7 +66,7 @@ def send_files(
     ae.dimse_timeout = sender.dimse_timeout_s
     for sop_class, transfer_syntax in contexts:
         ae.add_requested_context(sop_class, transfer_syntax)
-    tls_args = (_client_ssl_context(peer.tls), "") if peer.tls is not None else None
+    tls_args = (_client_ssl_context(peer.tls), peer.host) if peer.tls is not None else None
     assoc = ae.associate(
         peer.host,
         peer.port,

@@ -9,7 +9,8 @@ SAN style codes are computed once per slice from the whole slice, before tiling,
 to every tile of it: the codes summarise the slice's noise, and codes drawn from each tile
 would differ from tile to tile and leave seams.
 
-The DRF estimate is the median over body slices of the DRF head's per-slice prediction.
+The DRF estimate is the calibrated noise statistic of ``model.drf_estimate`` applied to the
+input, when the weights file carries a calibration; otherwise it is None.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from model.drf_estimate import DrfCalibration
 from model.networks import StyleCodes, UniPETNet
-from model.patches import BODY_SUV, slice_stack
+from model.patches import slice_stack
 from model.weights_io import load_network, sha256_file
 
-__all__ = ["DenoisedVolume", "Denoiser", "blend_ramp", "tile_starts"]
+__all__ = ["DenoisedVolume", "Denoiser", "blend_ramp", "load_denoiser", "tile_starts"]
 
 FloatVolume = npt.NDArray[np.float32]
-BODY_SLICE_FRACTION = 0.5  # slices with at least this share of the fullest slice's body area
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,12 @@ class Denoiser:
         if not 0 <= tile_overlap < tile_size:
             raise ValueError(f"tile_overlap must be in [0, tile_size), got {tile_overlap}")
         self.device = torch.device(device)
-        self.net, self.version = load_network(Path(weights_path), self.device)
+        self.net, header = load_network(Path(weights_path), self.device)
+        self.version = header.get("version", "unknown")
+        calibration = header.get("drf_calibration")
+        self.drf_calibration = (
+            DrfCalibration.from_json(calibration) if calibration is not None else None
+        )
         self.weights_sha256 = sha256_file(Path(weights_path))
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
@@ -129,20 +135,30 @@ class Denoiser:
             raise ValueError(f"suv_per_bqml must be positive and finite, got {suv_per_bqml}")
         start = time.perf_counter()
         suv = volume_bqml.astype(np.float32) * np.float32(suv_per_bqml)
-        denoised_suv, drf = self.denoise_suv(suv)
+        denoised_suv = self.denoise_suv(suv)
         return DenoisedVolume(
             volume_bqml=denoised_suv / np.float32(suv_per_bqml),
-            drf_estimate=drf,
+            drf_estimate=self.estimate_drf(volume_bqml, suv_per_bqml),
             seconds=time.perf_counter() - start,
             device=str(self.device),
             version=self.version,
             weights_sha256=self.weights_sha256,
         )
 
-    def denoise_suv(self, suv: FloatVolume) -> tuple[FloatVolume, float | None]:
-        """Denoise a (z, y, x) volume in SUV; returns it and the DRF estimate (or None)."""
+    def estimate_drf(
+        self, volume_bqml: npt.NDArray[np.floating], suv_per_bqml: float
+    ) -> float | None:
+        """Calibrated DRF estimate; None without a calibration or without body voxels."""
+        if self.drf_calibration is None:
+            return None
+        try:
+            return self.drf_calibration.estimate(volume_bqml, suv_per_bqml)
+        except ValueError:
+            return None
+
+    def denoise_suv(self, suv: FloatVolume) -> FloatVolume:
+        """Denoise a (z, y, x) volume in SUV."""
         out = np.empty_like(suv, dtype=np.float32)
-        log_drfs: list[float] = []
         context = self.net.config.context_slices
         with torch.inference_mode():
             for first in range(0, suv.shape[0], self.batch_slices):
@@ -150,9 +166,7 @@ class Denoiser:
                 stack = torch.from_numpy(slice_stack(suv, centres, context)).to(self.device)
                 codes = self.net.style_codes(stack)
                 out[centres] = self._denoise_slices(stack, codes).cpu().numpy()
-                if codes is not None:
-                    log_drfs.extend(self.net.estimate_log_drf(codes).cpu().tolist())
-        return out, self._volume_drf(suv, log_drfs)
+        return out
 
     def _denoise_slices(self, stack: torch.Tensor, codes: StyleCodes | None) -> torch.Tensor:
         """Centre slices (N, H, W) of a stack batch, tiled in-plane when it is large."""
@@ -179,13 +193,27 @@ class Denoiser:
                 weight_sum[rows, cols] += weight
         return total / weight_sum
 
-    @staticmethod
-    def _volume_drf(suv: FloatVolume, log_drfs: list[float]) -> float | None:
-        """Median per-slice DRF over the slices that hold most body (None without a head)."""
-        if not log_drfs:
-            return None
-        body = (suv > BODY_SUV).mean(axis=(1, 2))
-        if body.max() <= 0:
-            return float(np.exp(np.median(log_drfs)))
-        chosen = np.asarray(log_drfs)[body >= BODY_SLICE_FRACTION * body.max()]
-        return float(np.exp(np.median(chosen)))
+
+def load_denoiser(
+    weights_path: str | Path,
+    *,
+    threads: int | None = None,
+    device: str = "auto",
+    tile_size: int = 256,
+    tile_overlap: int = 32,
+    batch_slices: int = 8,
+) -> Denoiser:
+    """Load a trained network from a safetensors file (once per process); see :class:`Denoiser`.
+
+    Raises:
+        WeightsError: the file is missing, corrupt or declares another architecture.
+        ValueError: a tiling or batching argument is out of range.
+    """
+    return Denoiser(
+        Path(weights_path),
+        threads=threads,
+        device=device,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_slices=batch_slices,
+    )

@@ -6,8 +6,9 @@
 Stage 1 trains the generator (SAN included) with the voxel-wise L1 loss. Stage 2 adds the
 style-consistency loss and the region-aware (RALS) WGAN-GP adversarial loss; the critic
 first trains alone for ``critic_warmup_steps`` so its first gradients are meaningful. The
-DRF head is trained throughout on detached style codes. Baselines use the same code path:
-``--variant vanilla`` (no SAN, no style loss), ``--drfs 20`` (a DRF-specific model) and
+DRF estimate is not learned: a noise statistic is calibrated on the training phantoms after
+training (``model.drf_estimate``) and stored with the weights. Baselines use the same code
+path: ``--variant vanilla`` (no SAN, no style loss), ``--drfs 20`` (a DRF-specific model) and
 ``--stage2-steps 0`` (L1 only).
 
 Everything random comes from ``seed``: the patch sampler's numpy generator, torch's global
@@ -23,12 +24,13 @@ import json
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from model.drf_estimate import DrfCalibration, fit_drf_calibration, noise_features
 from model.losses import (
     RALS_THRESHOLD_SUV2,
     critic_loss,
@@ -38,10 +40,10 @@ from model.losses import (
     style_consistency_loss,
 )
 from model.networks import NetworkConfig, PatchCritic, UniPETNet, Variant, count_parameters
-from model.patches import PatchBatch, PatchSampler, load_split
+from model.patches import PatchBatch, PatchSampler, SuvStudy, load_split
 from model.weights_io import save_weights
 
-__all__ = ["TrainConfig", "Trainer", "main", "resolve_device", "train"]
+__all__ = ["TrainConfig", "Trainer", "calibrate_drf", "main", "resolve_device", "train"]
 
 TRAINING_DRFS = (4.0, 10.0, 20.0, 50.0, 100.0)
 
@@ -71,12 +73,10 @@ class TrainConfig:
     style_weight: float = 1.0
     adversarial_weight: float = 1e-3
     gp_weight: float = 10.0
-    drf_weight: float = 0.1
     rals_threshold_suv2: float = RALS_THRESHOLD_SUV2
     checkpoint_every: int = 250
     log_every: int = 25
     version: str = "0.1.0-dev"
-    extra: dict[str, str] = field(default_factory=dict)
 
     def network(self) -> NetworkConfig:
         """Architecture part of the config."""
@@ -130,17 +130,16 @@ class Trainer:
         """One step of whichever stage ``step_index`` is in, on a given batch."""
         low = torch.from_numpy(batch.low_dose).to(self.device)
         full = torch.from_numpy(batch.full_dose).to(self.device)
-        log_drf = torch.from_numpy(np.log(batch.drf)).to(self.device, torch.float32)
         record: dict[str, float] = {"step": float(self.step_index)}
         stage2_step = self.step_index - self.config.stage1_steps
         if stage2_step < 0:
-            record.update(self._generator_step(low, full, log_drf, adversarial=False))
+            record.update(self._generator_step(low, full, adversarial=False))
             record["stage"] = 1.0
             return record
         mask = rals_mask(full, self.config.rals_threshold_suv2)
         record["critic"] = self._critic_step(low, full, mask)
         if stage2_step >= self.config.critic_warmup_steps:
-            record.update(self._generator_step(low, full, log_drf, adversarial=True, mask=mask))
+            record.update(self._generator_step(low, full, adversarial=True, mask=mask))
         record["stage"] = 2.0
         return record
 
@@ -148,11 +147,10 @@ class Trainer:
         self,
         low: torch.Tensor,
         full: torch.Tensor,
-        log_drf: torch.Tensor,
         adversarial: bool,
         mask: torch.Tensor | None = None,
     ) -> dict[str, float]:
-        """Generator update: L1 (+ DRF head) in stage 1; + style and RALS terms in stage 2."""
+        """Generator update: L1 in stage 1; + style consistency and RALS WGAN terms in stage 2."""
         cfg = self.config
         self.net.train()
         self.opt_g.zero_grad(set_to_none=True)
@@ -160,8 +158,6 @@ class Trainer:
         out = self.net(low, codes)
         centre = cfg.context_slices // 2
         losses = {"l1": l1_loss(out, full[:, centre : centre + 1])}
-        if codes is not None:
-            losses["drf"] = cfg.drf_weight * l1_loss(self.net.estimate_log_drf(codes), log_drf)
         if adversarial and mask is not None:
             if self.net.style is not None:
                 stack = torch.cat([full[:, :centre], out, full[:, centre + 1 :]], dim=1)
@@ -211,7 +207,9 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore a checkpoint from :meth:`save_checkpoint` (``weights_only``: no pickled code)."""
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # On CPU first: the generator states must stay CPU tensors; modules and optimisers
+        # copy their tensors to their own device as they load.
+        state = torch.load(path, map_location="cpu", weights_only=True)
         self.net.load_state_dict(state["net"])
         self.critic.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -266,6 +264,21 @@ def _model_card(
     }
 
 
+def calibrate_drf(studies: Sequence[SuvStudy], drfs: Sequence[float]) -> DrfCalibration:
+    """Fit the noise-statistic DRF estimate on every (phantom, DRF) volume of the training set.
+
+    Needs at least two phantoms (the fit reports a leave-one-phantom-out error).
+    """
+    rows, targets, groups = [], [], []
+    for study in studies:
+        for drf in drfs:
+            bqml = study.low_dose_suv[float(drf)] / np.float32(study.suv_per_bqml)
+            rows.append(noise_features(bqml, study.suv_per_bqml))
+            targets.append(float(drf))
+            groups.append(study.seed)
+    return fit_drf_calibration(np.stack(rows), targets, groups)
+
+
 def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path:
     """Run (or resume) a whole training; returns the path of the exported weights."""
     out = Path(config.out_dir)
@@ -288,9 +301,14 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
             trainer.save_checkpoint(checkpoint)
     trainer.save_checkpoint(checkpoint)
     (out / "history.json").write_text(json.dumps(trainer.history))
+    calibration = calibrate_drf(studies, config.drfs)
+    log(f"DRF calibration: LOO median factor error {calibration.loo_median_factor_error:.2f}")
     weights = out / f"unipet-{config.variant}.safetensors"
-    sha256 = save_weights(trainer.net, weights, config.version)
+    sha256 = save_weights(
+        trainer.net, weights, config.version, {"drf_calibration": calibration.to_json()}
+    )
     card = _model_card(config, trainer, sha256, time.perf_counter() - start)
+    card["drf_calibration"] = json.loads(calibration.to_json())
     weights.with_suffix(".json").write_text(json.dumps(card, indent=1))
     return weights
 
@@ -305,8 +323,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="JSON file with TrainConfig fields")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
         default = f.default
         flag = "--" + f.name.replace("_", "-")
         if isinstance(default, tuple):

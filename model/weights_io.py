@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -34,12 +35,19 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_weights(net: UniPETNet, path: Path, version: str) -> str:
-    """Write the generator's weights (float32, CPU) to ``path``; returns the file's SHA-256."""
+def save_weights(
+    net: UniPETNet, path: Path, version: str, extra: Mapping[str, str] | None = None
+) -> str:
+    """Write the generator's weights (float32, CPU) to ``path``; returns the file's SHA-256.
+
+    ``extra`` adds header entries (e.g. the DRF calibration); it cannot override ``format``,
+    ``version`` or ``network_config``.
+    """
     tensors = {
         k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()
     }
     metadata = {
+        **(extra or {}),
         "format": FORMAT,
         "version": version,
         "network_config": json.dumps(net.config.to_json_dict(), sort_keys=True),
@@ -51,11 +59,13 @@ def save_weights(net: UniPETNet, path: Path, version: str) -> str:
     return sha256_file(path)
 
 
-def load_network(path: Path, device: torch.device | str = "cpu") -> tuple[UniPETNet, str]:
+def load_network(
+    path: Path, device: torch.device | str = "cpu"
+) -> tuple[UniPETNet, dict[str, str]]:
     """Rebuild the network declared in a weights file and load its weights.
 
     Returns:
-        The network in eval mode on ``device``, and the version string from the header.
+        The network in eval mode on ``device``, and the file's header (``version``, ...).
 
     Raises:
         WeightsError: the file is missing, not a UniPET weights file, or does not match.
@@ -76,4 +86,4 @@ def load_network(path: Path, device: torch.device | str = "cpu") -> tuple[UniPET
         net.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise WeightsError(f"{path} does not match its declared architecture: {exc}") from exc
-    return net.to(device).eval(), metadata.get("version", "unknown")
+    return net.to(device).eval(), dict(metadata)

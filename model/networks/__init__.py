@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from model.networks.discriminator import PatchCritic
-from model.networks.style import DrfHead, StyleCodes, StyleEncoder, feature_statistics
+from model.networks.style import StyleCodes, StyleEncoder, feature_statistics
 from model.networks.unipet import NetworkConfig, UniPETNet, Variant, count_parameters
 
 __all__ = [
-    "DrfHead",
     "NetworkConfig",
     "PatchCritic",
     "StyleCodes",

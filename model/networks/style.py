@@ -6,9 +6,6 @@ stack at 1/2 and 1/4 resolution and summarises each scale by per-channel mean an
 deviation over the slice; a linear map turns each summary into the style code that modulates
 the denoiser's residual blocks at that scale. The same feature statistics, computed on the
 network's output and on the full-dose target, are what the style-consistency loss compares.
-
-A small head regresses log(DRF) from the (detached) codes, so the node can report the dose
-level it believes it was given without that estimate ever steering the denoising.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from torch import nn
 
 from model.networks.blocks import ConvAct
 
-__all__ = ["DrfHead", "StyleCodes", "StyleEncoder", "feature_statistics"]
+__all__ = ["StyleCodes", "StyleEncoder", "feature_statistics"]
 
 
 @dataclass(frozen=True)
@@ -71,18 +68,3 @@ class StyleEncoder(nn.Module):
             half=self.code_half(feature_statistics(half)),
             quarter=self.code_quarter(feature_statistics(quarter)),
         )
-
-
-class DrfHead(nn.Module):
-    """Small MLP from the style codes to log(DRF)."""
-
-    def __init__(self, code_dim: int, hidden: int = 32) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(2 * code_dim, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1)
-        )
-
-    def forward(self, codes: StyleCodes) -> torch.Tensor:
-        """Predicted natural log of the DRF, (N,); the codes are detached first."""
-        log_drf: torch.Tensor = self.mlp(codes.flat().detach())
-        return log_drf.squeeze(1)

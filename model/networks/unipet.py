@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.networks.blocks import ConvAct, Downsample, ModulatedResBlock, ResBlock, UpsampleFuse
-from model.networks.style import DrfHead, StyleCodes, StyleEncoder
+from model.networks.style import StyleCodes, StyleEncoder
 
 __all__ = ["NetworkConfig", "UniPETNet", "Variant"]
 
@@ -90,7 +90,6 @@ class UniPETNet(nn.Module):
             if modulated
             else None
         )
-        self.drf_head = DrfHead(config.code_dim) if modulated else None
         self.stem = ConvAct(config.context_slices, c0)
         self.enc0 = ResBlock(c0)
         self.down1 = Downsample(c0, c1)
@@ -132,17 +131,6 @@ class UniPETNet(nn.Module):
         residual: torch.Tensor = self.head(self.dec0(self.up1(up1, skip0)))
         out = centre + residual
         return out[..., :height, :width]
-
-    def estimate_log_drf(self, codes: StyleCodes) -> torch.Tensor:
-        """log(DRF) per sample from its style codes.
-
-        Raises:
-            ValueError: the vanilla variant has no style codes and no DRF head.
-        """
-        if self.drf_head is None:
-            raise ValueError("the vanilla variant has no DRF head")
-        log_drf: torch.Tensor = self.drf_head(codes)
-        return log_drf
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

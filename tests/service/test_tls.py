@@ -16,10 +16,10 @@ from support import free_port
 from service.config import PeerSettings, SenderSettings, TlsSettings, load_settings
 from service.errors import SendError
 from service.listener import start_listener
+from service.sender import send_files
 from service.spool import Spool
 from service.state import StateStore
 from service.states import SeriesState
-from service.sender import send_files
 
 
 def _certificate(

@@ -13,14 +13,13 @@ listener -> worker -> derived series stored at storescp) for the same series.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from service.config import load_settings
-from service.dcmtk import dcmtk_binary, dcmtk_env
+from service.dcmtk import storescu
 from service.demo import free_port, start_demo_pacs
 from service.inference import simulate_study
 from service.listener import start_listener
@@ -34,25 +33,7 @@ from service.synthetic import write_simulated_study
 def storescu_seconds(folder: Path, port: int, called_aet: str) -> float:
     """Wall time of one storescu association sending every file of ``folder``."""
     started = time.perf_counter()
-    subprocess.run(
-        [
-            str(dcmtk_binary("storescu")),
-            "-aet",
-            "BENCH",
-            "-aec",
-            called_aet,
-            "+sd",
-            "+r",
-            "-R",
-            "127.0.0.1",
-            str(port),
-            str(folder),
-        ],
-        env=dcmtk_env(),
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    storescu(folder, port, called_aet, "BENCH").check_returncode()
     return time.perf_counter() - started
 
 

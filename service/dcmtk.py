@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
+import time
 from functools import cache
 from pathlib import Path
+from subprocess import Popen
 
 from service.errors import NodeError
 
@@ -40,3 +43,75 @@ def dcmtk_binary(name: str) -> Path:
 def dcmtk_env() -> dict[str, str]:
     """Environment for dcmtk tools: Nagle off."""
     return {**os.environ, "TCP_NODELAY": "1"}
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_storescp(folder: Path, port: int, ae_title: str, timeout_s: float = 15.0) -> Popen[bytes]:
+    """dcmtk storescp on loopback accepting any storage class, one .dcm file per instance.
+
+    Raises:
+        NodeError: it did not accept connections within ``timeout_s``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [
+            str(dcmtk_binary("storescp")),
+            "-aet",
+            ae_title,
+            "-od",
+            str(folder),
+            "+xa",
+            "-pm",
+            "-fe",
+            ".dcm",
+            str(port),
+        ],
+        env=dcmtk_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _listening(port):
+            return process
+        time.sleep(0.05)
+    process.kill()
+    process.wait(timeout=10)
+    raise NodeError(f"storescp did not start on port {port}")
+
+
+def storescu(
+    folder: Path,
+    port: int,
+    called_aet: str,
+    calling_aet: str,
+    host: str = "127.0.0.1",
+    timeout_s: float = 600.0,
+) -> subprocess.CompletedProcess[str]:
+    """Send every file under ``folder`` like a scanner: dcmtk storescu, one association,
+    proposing only the presentation contexts the files need."""
+    return subprocess.run(
+        [
+            str(dcmtk_binary("storescu")),
+            "-aet",
+            calling_aet,
+            "-aec",
+            called_aet,
+            "+sd",
+            "+r",
+            "-R",
+            host,
+            str(port),
+            str(folder),
+        ],
+        env=dcmtk_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

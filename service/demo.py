@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from service.config import NodeSettings, load_settings
-from service.dcmtk import dcmtk_binary, dcmtk_env
+from service.dcmtk import start_storescp, storescu
 from service.errors import NodeError
 from service.inference import simulate_study
 from service.runtime import AllInOneNode, stop_process, wait_until
@@ -70,58 +70,13 @@ def demo_settings(workdir: Path, pacs_port: int) -> NodeSettings:
 
 
 def start_demo_pacs(folder: Path, port: int) -> subprocess.Popen[bytes]:
-    """dcmtk storescp accepting everything, one file per instance under ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            str(dcmtk_binary("storescp")),
-            "-aet",
-            PACS_AE_TITLE,
-            "-od",
-            str(folder),
-            "+xa",
-            "-pm",
-            "-fe",
-            ".dcm",
-            str(port),
-        ],
-        env=dcmtk_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def listening() -> bool:
-        with socket.socket() as sock:
-            return sock.connect_ex(("127.0.0.1", port)) == 0
-
-    if not wait_until(listening, 15):
-        stop_process(process)
-        raise NodeError(f"demo PACS (storescp) did not start on port {port}")
-    return process
+    """dcmtk storescp as the demo PACS, one file per instance under ``folder``."""
+    return start_storescp(folder, port, PACS_AE_TITLE)
 
 
 def store_with_storescu(folder: Path, settings: NodeSettings) -> None:
     """Send a folder to the node like a scanner does (dcmtk storescu, one association)."""
-    result = subprocess.run(
-        [
-            str(dcmtk_binary("storescu")),
-            "-aet",
-            SCANNER_AE_TITLE,
-            "-aec",
-            settings.listener.ae_title,
-            "+sd",
-            "+r",
-            "-R",
-            "127.0.0.1",
-            str(settings.listener.port),
-            str(folder),
-        ],
-        env=dcmtk_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = storescu(folder, settings.listener.port, settings.listener.ae_title, SCANNER_AE_TITLE)
     if result.returncode != 0:
         raise NodeError(f"storescu failed ({result.returncode}): {result.stderr.strip()[-500:]}")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,29 +38,11 @@ class DcmtkPacs:
     ae_title = "TESTPACS"
 
     def __init__(self, folder: Path, port: int) -> None:
-        from service.dcmtk import dcmtk_binary, dcmtk_env
+        from service.dcmtk import start_storescp
 
         self.folder = folder
         self.port = port
-        folder.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                str(dcmtk_binary("storescp")),
-                "-aet",
-                self.ae_title,
-                "-od",
-                str(folder),
-                "+xa",
-                "-pm",
-                "-fe",
-                ".dcm",
-                str(port),
-            ],
-            env=dcmtk_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        assert wait_for(lambda: port_open(port), 15), "storescp did not start"
+        self.process = start_storescp(folder, port, self.ae_title)
 
     def files(self) -> list[Path]:
         """Every instance stored so far."""

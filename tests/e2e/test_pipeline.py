@@ -11,8 +11,7 @@ import pytest
 from pydicom import dcmread
 from support import DcmtkPacs, free_port, wait_for
 
-from service import pet
-from service.dcmtk import dcmtk_binary, dcmtk_env
+from service import dcmtk, pet
 from service.errors import SeriesNotFoundError
 from service.inference import GaussianDenoiser
 from service.runtime import (
@@ -31,26 +30,7 @@ def storescu(
     folder: Path, port: int, calling_aet: str = "SCANNER"
 ) -> subprocess.CompletedProcess[str]:
     """Send a folder like a scanner: dcmtk storescu, one association."""
-    return subprocess.run(
-        [
-            str(dcmtk_binary("storescu")),
-            "-aet",
-            calling_aet,
-            "-aec",
-            "UNIPET",
-            "+sd",
-            "+r",
-            "-R",
-            "127.0.0.1",
-            str(port),
-            str(folder),
-        ],
-        env=dcmtk_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return dcmtk.storescu(folder, port, "UNIPET", calling_aet, timeout_s=120)
 
 
 def series_uid_of(folder: Path) -> str:

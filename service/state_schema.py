@@ -1,0 +1,126 @@
+"""Tables of the state database (SQLAlchemy ORM) and how the engine is opened.
+
+Times are seconds since the epoch (UTC) as floats: portable between SQLite and PostgreSQL and
+trivially comparable with ``time.time()`` in every process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import (
+    Engine,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    make_url,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class SeriesRow(_Base):
+    """One received series and where it is in its life."""
+
+    __tablename__ = "series"
+
+    series_instance_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    calling_aet: Mapped[str] = mapped_column(String(16))
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    series_description: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    state_reason: Mapped[str] = mapped_column(Text, default="")
+    state_changed_at: Mapped[float] = mapped_column(Float)
+    expected_instances: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    received_instances: Mapped[int] = mapped_column(Integer, default=0)
+    first_received_at: Mapped[float] = mapped_column(Float)
+    last_received_at: Mapped[float] = mapped_column(Float)
+    completeness_reason: Mapped[str] = mapped_column(Text, default="")
+    completed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    pending_step: Mapped[str] = mapped_column(String(16), default="")  # "denoise" or "send"
+    output_series_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    output_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    output_instances: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    algorithm: Mapped[str] = mapped_column(String(128), default="")
+    drf_estimate: Mapped[float | None] = mapped_column(Float, nullable=True)
+    inference_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    written_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    done_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class InstanceRow(_Base):
+    """One received instance: where its bytes are and what we need without reading them."""
+
+    __tablename__ = "instance"
+
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    series_instance_uid: Mapped[str] = mapped_column(
+        String(64), ForeignKey("series.series_instance_uid"), index=True
+    )
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    spool_key: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    slice_position_mm: Mapped[float | None] = mapped_column(Float, nullable=True)
+    received_at: Mapped[float] = mapped_column(Float)
+
+
+class DeliveryRow(_Base):
+    """Progress of one derived series towards one destination."""
+
+    __tablename__ = "delivery"
+
+    series_instance_uid: Mapped[str] = mapped_column(
+        String(64), ForeignKey("series.series_instance_uid"), primary_key=True
+    )
+    destination: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="PENDING")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class TransitionRow(_Base):
+    """Audit trail: every state change of every series."""
+
+    __tablename__ = "transition"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    at: Mapped[float] = mapped_column(Float)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_state_engine(database_url: str) -> Engine:
+    """Engine for the state database; SQLite gets WAL and a busy timeout for many processes."""
+    if database_url.startswith("sqlite"):
+        database = make_url(database_url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(database_url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(database_url, pool_pre_ping=True)
+    _Base.metadata.create_all(engine)
+    return engine

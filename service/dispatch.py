@@ -16,6 +16,8 @@ from collections.abc import Callable
 from service import metrics
 from service.completeness import CompletenessWatcher
 from service.config import NodeSettings
+from service.retention import purge_expired
+from service.spool import Spool
 from service.state import SeriesView, StateStore
 from service.states import SeriesState
 
@@ -23,6 +25,9 @@ log = logging.getLogger(__name__)
 
 S = SeriesState
 Enqueue = Callable[[str], None]
+
+#: How often the loop looks for finished series past their retention period.
+PURGE_INTERVAL_S = 600.0
 
 
 class Dispatcher:
@@ -98,7 +103,7 @@ class Dispatcher:
 
 
 class BackgroundLoop:
-    """Runs the completeness watcher and the dispatcher every ``poll_interval_s`` in a thread."""
+    """Runs completeness, dispatch (every ``poll_interval_s``) and retention in a thread."""
 
     def __init__(
         self,
@@ -106,11 +111,15 @@ class BackgroundLoop:
         watcher: CompletenessWatcher,
         dispatcher: Dispatcher,
         clock: Callable[[], float],
+        spool: Spool,
     ) -> None:
         self.interval_s = settings.completeness.poll_interval_s
         self.watcher = watcher
         self.dispatcher = dispatcher
         self.clock = clock
+        self.spool = spool
+        self.retention_days = settings.spool.retention_days
+        self._last_purge_at = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="unipet-dispatch", daemon=True)
 
@@ -133,5 +142,8 @@ class BackgroundLoop:
         try:
             self.watcher.run_once(now)
             self.dispatcher.run_once(now)
+            if now - self._last_purge_at >= PURGE_INTERVAL_S:
+                self._last_purge_at = now
+                purge_expired(self.dispatcher.state, self.spool, self.retention_days, now)
         except (OSError, ConnectionError) as exc:
             log.error("dispatch_pass_failed error=%s (next pass in %.1f s)", exc, self.interval_s)

@@ -188,6 +188,7 @@ class ListenerRole:
                 lambda uid: enqueue_send(self.settings, uid),
             ),
             clock=time.time,
+            spool=self.spool,
         )
         self.loop.start()
 

@@ -87,6 +87,7 @@ class SeriesView:
     inference_seconds: float | None
     written_at: float | None
     done_at: float | None
+    purged_at: float | None
 
     @classmethod
     def of(cls, row: SeriesRow) -> SeriesView:
@@ -222,6 +223,7 @@ class StateStore:
                 series.attempts = 0
                 series.last_error = ""
                 series.lease_expires_at = None
+                series.purged_at = None
                 for delivery in session.scalars(
                     select(DeliveryRow).where(
                         DeliveryRow.series_instance_uid == item.series_instance_uid
@@ -380,6 +382,22 @@ class StateStore:
         with self._session() as session:
             rows = session.scalars(
                 select(SeriesRow).order_by(SeriesRow.state_changed_at.desc()).limit(limit)
+            )
+            return [SeriesView.of(row) for row in rows]
+
+    def purgeable(
+        self, states: Iterable[SeriesState], before: float, limit: int = 100
+    ) -> list[SeriesView]:
+        """Series in ``states`` unchanged since ``before`` whose files are still on disk."""
+        wanted = [state.value for state in states]
+        with self._session() as session:
+            rows = session.scalars(
+                select(SeriesRow)
+                .where(SeriesRow.state.in_(wanted))
+                .where(SeriesRow.state_changed_at < before)
+                .where(SeriesRow.purged_at.is_(None))
+                .order_by(SeriesRow.state_changed_at)
+                .limit(limit)
             )
             return [SeriesView.of(row) for row in rows]
 

@@ -57,6 +57,7 @@ class SeriesRow(_Base):
     inference_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     written_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     done_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    purged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class InstanceRow(_Base):

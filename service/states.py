@@ -33,8 +33,8 @@ ALLOWED_TRANSITIONS: dict[SeriesState, frozenset[SeriesState]] = {
     S.PROCESSING: frozenset({S.WRITTEN, S.FAILED, S.DEAD, S.RECEIVING, S.PROCESSING, S.QUEUED}),
     S.WRITTEN: frozenset({S.SENDING, S.RECEIVING, S.WRITTEN}),
     S.SENDING: frozenset({S.DONE, S.FAILED, S.DEAD, S.SENDING, S.RECEIVING, S.WRITTEN}),
-    S.DONE: frozenset({S.RECEIVING, S.QUEUED}),
-    S.IGNORED: frozenset({S.RECEIVING}),
+    S.DONE: frozenset({S.RECEIVING, S.QUEUED, S.DONE}),
+    S.IGNORED: frozenset({S.RECEIVING, S.IGNORED}),
     S.REJECTED: frozenset({S.RECEIVING}),
     S.FAILED: frozenset({S.QUEUED, S.SENDING, S.PROCESSING, S.DEAD, S.RECEIVING, S.WRITTEN}),
     # FAILED by completeness (incomplete series) re-opens to RECEIVING when more arrive.

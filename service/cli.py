@@ -226,14 +226,15 @@ def status(
     counts = report["counts"]
     assert isinstance(counts, dict)
     console.print("  ".join(f"{k}={v}" for k, v in counts.items() if v))
-    table = Table("series UID", "state", "instances", "completeness", "reason / error")
+    table = Table("state", "instances", "completeness", "reason / error")
+    table.add_column("series UID", overflow="fold")
     for row in report["series"]:  # type: ignore[attr-defined]
         table.add_row(
-            row["series_uid"],
             row["state"],
             f"{row['instances']}/{row['expected'] or '?'}",
             row["completeness"],
             row["last_error"] or row["reason"],
+            row["series_uid"],
         )
     console.print(table)
 
@@ -251,9 +252,10 @@ def dead_letter_list(
     if as_json:
         sys.stdout.write(json.dumps([i.as_dict() for i in items], indent=2) + "\n")
         return
-    table = Table("series UID", "state", "error")
+    table = Table("state", "error")
+    table.add_column("series UID", overflow="fold")
     for item in items:
-        table.add_row(item.series_uid, item.state, item.last_error or item.reason)
+        table.add_row(item.state, item.last_error or item.reason, item.series_uid)
     console.print(table if items else "no dead letters")
 
 

@@ -64,3 +64,43 @@ def test_rejected_association_is_reported(tmp_path: Path, study_copy: Path) -> N
             )
     finally:
         server.shutdown()
+
+
+def _scp_answering(status: int):  # type: ignore[no-untyped-def]
+    """A pynetdicom storage SCP on loopback that answers every C-STORE with ``status``."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import PositronEmissionTomographyImageStorage  # type: ignore[attr-defined]
+
+    ae = AE(ae_title="STRICTPACS")
+    ae.add_supported_context(PositronEmissionTomographyImageStorage)
+    port = free_port()
+    server = ae.start_server(
+        ("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, lambda _event: status)]
+    )
+    return server, port
+
+
+@pytest.mark.parametrize("warning", [0xB000, 0xB006, 0xB007])
+def test_warning_statuses_count_as_stored(study_copy: Path, warning: int) -> None:
+    server, port = _scp_answering(warning)
+    try:
+        paths = sorted((study_copy / "drf20").glob("*.dcm"))[:3]
+        report = send_files(
+            paths, PeerSettings(ae_title="STRICTPACS", host="127.0.0.1", port=port), SENDER
+        )
+        assert report.stored == 3
+        assert report.warnings == {f"0x{warning:04X}": 3}
+    finally:
+        server.shutdown()
+
+
+def test_failure_status_raises_with_the_status(study_copy: Path) -> None:
+    server, port = _scp_answering(0xA700)
+    try:
+        paths = sorted((study_copy / "drf20").glob("*.dcm"))[:2]
+        with pytest.raises(SendError, match="0xA700 x2"):
+            send_files(
+                paths, PeerSettings(ae_title="STRICTPACS", host="127.0.0.1", port=port), SENDER
+            )
+    finally:
+        server.shutdown()

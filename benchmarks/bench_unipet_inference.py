@@ -27,7 +27,6 @@ from model.baselines import gaussian_postfilter
 from model.networks import NetworkConfig, UniPETNet, Variant, count_parameters
 from model.weights_io import save_weights
 
-
 #: Volume shapes (z, y, x) of the size presets every benchmark accepts.
 SIZES = {"tiny": (8, 40, 40), "small": (180, 96, 96), "full": (400, 192, 192)}
 

@@ -13,16 +13,20 @@ and the Gaussian filter otherwise, and says which in the provenance.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from model import WeightsError
+from model import load_denoiser as load_network
 from model.baselines import gaussian_postfilter
 from model.simulate import simulate_study
 from service.config import ModelSettings
@@ -37,6 +41,7 @@ __all__ = [
     "Denoiser",
     "GaussianDenoiser",
     "SimulatedStudy",
+    "UniPETDenoiser",
     "load_denoiser",
     "node_version",
     "simulate_study",
@@ -71,9 +76,12 @@ class Denoiser(Protocol):
     device: str
 
     def denoise(
-        self, volume_bqml: npt.NDArray[np.float32], spacing_mm: Sequence[float]
+        self,
+        volume_bqml: npt.NDArray[np.float32],
+        spacing_mm: Sequence[float],
+        suv_per_bqml: float,
     ) -> DenoiseResult:
-        """Denoise one (z, y, x) volume in Bq/ml."""
+        """Denoise one (z, y, x) volume in Bq/ml; ``suv_per_bqml`` comes from its headers."""
         ...
 
 
@@ -93,7 +101,10 @@ class GaussianDenoiser:
         )
 
     def denoise(
-        self, volume_bqml: npt.NDArray[np.float32], spacing_mm: Sequence[float]
+        self,
+        volume_bqml: npt.NDArray[np.float32],
+        spacing_mm: Sequence[float],
+        suv_per_bqml: float,
     ) -> DenoiseResult:
         """Filter the volume; quantitation (regional means) is preserved by construction."""
         start = time.perf_counter()
@@ -109,17 +120,84 @@ class GaussianDenoiser:
         )
 
 
+class UniPETDenoiser:
+    """Trained UniPET weights, labelled with the version and hash of the exact file loaded."""
+
+    def __init__(self, weights: Path, device: str, threads: int | None) -> None:
+        try:
+            self._network = load_network(weights, threads=threads, device=device)
+        except WeightsError as exc:
+            raise ConfigError(f"model.weights: cannot load {weights}: {exc}") from exc
+        sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+        self.device = device
+        self.algorithm = AlgorithmIdentity(
+            name="UniPET",
+            version=_card_version(weights) or node_version(),
+            weights_sha256=sha256,
+            description="UniPET universal low-dose PET denoiser (style alignment network)",
+            parameters={"weights": weights.name},
+        )
+
+    def denoise(
+        self,
+        volume_bqml: npt.NDArray[np.float32],
+        spacing_mm: Sequence[float],
+        suv_per_bqml: float,
+    ) -> DenoiseResult:
+        """Denoise in SUV inside the network; input and output stay in Bq/ml."""
+        if volume_bqml.ndim != 3 or not np.isfinite(volume_bqml).all():
+            raise InferenceError(f"expected a finite 3D volume, got shape {volume_bqml.shape}")
+        try:
+            result = self._network.denoise(volume_bqml, suv_per_bqml)
+        except (RuntimeError, ValueError) as exc:  # torch raises RuntimeError (e.g. out of memory)
+            raise InferenceError(f"UniPET inference failed: {exc}") from exc
+        return DenoiseResult(
+            volume_bqml=np.asarray(result.volume_bqml, dtype=np.float32),
+            algorithm=self.algorithm,
+            drf_estimate=result.drf_estimate,
+            seconds=result.seconds,
+            device=result.device,
+        )
+
+
+def _card_version(weights: Path) -> str | None:
+    """Version from the model card beside the weights (``<stem>.json``), if there is one."""
+    card = weights.with_suffix(".json")
+    if not card.is_file():
+        return None
+    try:
+        version_value = json.loads(card.read_text()).get("version")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return str(version_value) if version_value else None
+
+
+def shipped_weights() -> Path | None:
+    """The newest ``unipet-*.safetensors`` in model/weights, or None while none ships."""
+    folder = Path(__file__).resolve().parent.parent / "model" / "weights"
+    candidates = sorted(folder.glob("unipet-*.safetensors"))
+    return candidates[-1] if candidates else None
+
+
 def load_denoiser(settings: ModelSettings) -> Denoiser:
     """Build the configured denoiser once per process.
 
+    ``auto`` takes UniPET when weights are configured or shipped, else the Gaussian filter
+    (and says so in the provenance). ``unipet`` without weights is a configuration error.
+
     Raises:
-        ConfigError: UniPET was asked for explicitly but no trained weights are available.
+        ConfigError: UniPET was asked for but no usable weights are available.
     """
-    if settings.backend == "unipet":
-        raise ConfigError(
-            "model.backend: 'unipet' needs trained weights, which this build does not ship yet; "
-            "use 'auto' or 'gaussian'"
-        )
-    if settings.backend == "auto":
-        log.info("denoiser_backend backend=gaussian reason=no trained UniPET weights shipped")
-    return GaussianDenoiser(settings.gaussian_fwhm_mm)
+    if settings.backend == "gaussian":
+        return GaussianDenoiser(settings.gaussian_fwhm_mm)
+    weights = settings.weights or shipped_weights()
+    if weights is None:
+        if settings.backend == "unipet":
+            raise ConfigError(
+                "model.backend: 'unipet' needs trained weights (model.weights), and this build "
+                "ships none yet; use 'auto' or 'gaussian'"
+            )
+        log.info("denoiser_backend backend=gaussian reason=no trained UniPET weights")
+        return GaussianDenoiser(settings.gaussian_fwhm_mm)
+    log.info("denoiser_backend backend=unipet weights=%s", weights.name)
+    return UniPETDenoiser(weights, settings.device, settings.threads)

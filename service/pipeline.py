@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from service import metrics
+from service import metrics, pet
 from service.config import DestinationSettings, NodeSettings
 from service.errors import InvalidTransitionError, SendError
 from service.sender import send_files
@@ -81,7 +81,9 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         return StepOutcome(series_uid, False, f"nothing to do: series is {current.value}")
     instances = ctx.state.instances(series_uid)
     volume = load_pet_volume([ctx.spool.path_of(i.spool_key) for i in instances])
-    result = ctx.denoiser.denoise(volume.bqml, volume.spacing_mm)
+    result = ctx.denoiser.denoise(
+        volume.bqml, volume.spacing_mm, pet.suv_bw_factor(volume.datasets[0])
+    )
     metrics.inference_seconds.labels(device=result.device).observe(result.seconds)
     out_dir = ctx.spool.outgoing_dir(series_uid, result.algorithm.weights_sha256)
     derived = write_derived_series(

@@ -97,7 +97,7 @@ def _process_and_deliver(spool: Spool, state: StateStore, series_uid: str) -> st
     )
     assert claimed is not None
     volume = load_pet_volume([spool.path_of(i.spool_key) for i in state.instances(series_uid)])
-    result = GaussianDenoiser(fwhm_mm=12.0).denoise(volume.bqml, volume.spacing_mm)
+    result = GaussianDenoiser(fwhm_mm=12.0).denoise(volume.bqml, volume.spacing_mm, 1e-4)
     out_dir = spool.outgoing_dir(series_uid, result.algorithm.weights_sha256)
     derived = write_derived_series(
         volume, result.volume_bqml, result.algorithm, out_dir, drf_estimate=18.7

@@ -292,7 +292,7 @@ def test_our_own_output_sent_back_is_ignored(make_node, study_copy: Path, tmp_pa
     denoiser = GaussianDenoiser(5.0)
     derived = write_derived_series(
         volume,
-        denoiser.denoise(volume.bqml, volume.spacing_mm).volume_bqml,
+        denoiser.denoise(volume.bqml, volume.spacing_mm, 1e-4).volume_bqml,
         denoiser.algorithm,
         tmp_path / "derived",
     )

@@ -133,24 +133,21 @@ class Trainer:
         record: dict[str, float] = {"step": float(self.step_index)}
         stage2_step = self.step_index - self.config.stage1_steps
         if stage2_step < 0:
-            record.update(self._generator_step(low, full, adversarial=False))
+            record.update(self._generator_step(low, full, mask=None))
             record["stage"] = 1.0
             return record
         mask = rals_mask(full, self.config.rals_threshold_suv2)
         record["critic"] = self._critic_step(low, full, mask)
         if stage2_step >= self.config.critic_warmup_steps:
-            record.update(self._generator_step(low, full, adversarial=True, mask=mask))
+            record.update(self._generator_step(low, full, mask=mask))
         record["stage"] = 2.0
         return record
 
     def _generator_step(
-        self,
-        low: torch.Tensor,
-        full: torch.Tensor,
-        adversarial: bool,
-        mask: torch.Tensor | None = None,
+        self, low: torch.Tensor, full: torch.Tensor, mask: torch.Tensor | None
     ) -> dict[str, float]:
-        """Generator update: L1 in stage 1; + style consistency and RALS WGAN terms in stage 2."""
+        """Generator update: L1 alone in stage 1 (``mask`` None); in stage 2 also the style
+        consistency and the adversarial loss on the RALS ``mask``."""
         cfg = self.config
         self.net.train()
         self.opt_g.zero_grad(set_to_none=True)
@@ -158,7 +155,7 @@ class Trainer:
         out = self.net(low, codes)
         centre = cfg.context_slices // 2
         losses = {"l1": l1_loss(out, full[:, centre : centre + 1])}
-        if adversarial and mask is not None:
+        if mask is not None:
             if self.net.style is not None:
                 stack = torch.cat([full[:, :centre], out, full[:, centre + 1 :]], dim=1)
                 losses["style"] = cfg.style_weight * style_consistency_loss(
@@ -210,6 +207,9 @@ class Trainer:
         # On CPU first: the generator states must stay CPU tensors; modules and optimisers
         # copy their tensors to their own device as they load.
         state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = TrainConfig(**_tuples(json.loads(state["config"]))).network()  # type: ignore[arg-type]
+        if saved != self.config.network():
+            raise ValueError(f"checkpoint {path} is of another architecture: {saved}")
         self.net.load_state_dict(state["net"])
         self.critic.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -333,6 +333,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _tuples(values: dict[str, object]) -> dict[str, object]:
+    """JSON lists back to the tuples the config's sequence fields hold."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
 def config_from_args(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
     """Defaults, then the JSON file, then command-line flags."""
     args = _parser().parse_args(argv)
@@ -341,11 +346,7 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
         given = getattr(args, f.name, None)
         if given is not None:
             values[f.name] = given
-    for name in ("drfs", "widths"):
-        given = values.get(name)
-        if isinstance(given, list | tuple):
-            values[name] = tuple(given)
-    return TrainConfig(**values), bool(args.resume)  # type: ignore[arg-type]
+    return TrainConfig(**_tuples(values)), bool(args.resume)  # type: ignore[arg-type]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ from torch import nn
 from model.networks.blocks import ConvAct, Downsample, ModulatedResBlock, ResBlock, UpsampleFuse
 from model.networks.style import StyleCodes, StyleEncoder
 
-__all__ = ["NetworkConfig", "UniPETNet", "Variant"]
+__all__ = ["NetworkConfig", "UniPETNet", "Variant", "count_parameters"]
 
 LEVELS = 4  # total down-sampling factor: inputs are padded to a multiple of this
 
@@ -122,7 +122,8 @@ class UniPETNet(nn.Module):
         quarter = None if codes is None else codes.quarter
         height, width = stack.shape[-2:]
         padded = _pad_to_multiple(stack, LEVELS)
-        centre = padded[:, self.config.context_slices // 2 :][:, :1]
+        middle = self.config.context_slices // 2
+        centre = padded[:, middle : middle + 1]
 
         skip0 = self.enc0(self.stem(padded))
         skip1 = self.enc1(self.down1(skip0), half)

@@ -1,0 +1,124 @@
+"""Dose reduction factor (DRF) estimate of a PET volume from a calibrated noise statistic.
+
+Reconstructed PET noise is Poisson-driven: the relative noise grows like sqrt(DRF / counts),
+so log(DRF) is close to linear in log(relative noise), with an offset set by the counts the
+full dose would have had. The features are therefore the log relative high-pass residual at
+two in-plane scales and across slices (together they also see the noise correlation length,
+i.e. the scanner's post-filter) and the log mean activity concentration in the body (counts
+scale with it). A least-squares fit of log(DRF) on them over training phantoms is the
+calibration; it is stored in the weights file, so any backend can report an estimate.
+
+The statistic uses only the image, not the network, so it is the same whether the model is
+UniPET, the vanilla backbone or a DRF-specific baseline. It inherits the simulation's count
+calibration: on real scanners it must be refitted on real data before being trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import ndimage
+
+__all__ = ["FEATURE_NAMES", "DrfCalibration", "fit_drf_calibration", "noise_features"]
+
+FEATURE_NAMES = ("log_rel_hp3", "log_rel_hp5", "log_rel_hpz", "log_mean_bqml", "one")
+BODY_SUV_SMOOTH = 0.5
+
+
+def noise_features(
+    volume_bqml: npt.NDArray[np.floating], suv_per_bqml: float
+) -> npt.NDArray[np.float64]:
+    """The features of :data:`FEATURE_NAMES` for one (z, y, x) volume.
+
+    The body is where the 7x7 in-plane mean exceeds ``BODY_SUV_SMOOTH`` SUV, eroded so edges
+    of the body do not count as noise; medians keep lesions and organ edges from dominating.
+
+    Raises:
+        ValueError: the volume has no body voxels.
+    """
+    volume = np.asarray(volume_bqml, dtype=np.float32)
+    smooth = ndimage.uniform_filter(volume, (1, 7, 7))
+    body = ndimage.binary_erosion(smooth * suv_per_bqml > BODY_SUV_SMOOTH, np.ones((1, 7, 7)))
+    if not body.any():
+        raise ValueError("no body voxels: cannot measure noise")
+    feats = []
+    for size in ((1, 3, 3), (1, 5, 5), (3, 1, 1)):
+        high_pass = volume - ndimage.uniform_filter(volume, size)
+        relative = np.abs(high_pass[body]) / smooth[body]
+        feats.append(math.log(float(np.median(relative)) + 1e-12))
+    feats.append(math.log(float(volume[body].mean(dtype=np.float64))))
+    feats.append(1.0)
+    return np.asarray(feats, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class DrfCalibration:
+    """Linear map from :func:`noise_features` to log(DRF), with its fit quality."""
+
+    coefficients: tuple[float, ...]
+    n_volumes: int
+    loo_median_factor_error: float  # leave-one-phantom-out median of max(est/true, true/est)
+
+    def estimate(self, volume_bqml: npt.NDArray[np.floating], suv_per_bqml: float) -> float:
+        """Estimated DRF of one volume, at least 1 (no image is less noisy than full dose)."""
+        log_drf = float(noise_features(volume_bqml, suv_per_bqml) @ np.asarray(self.coefficients))
+        return max(1.0, math.exp(min(log_drf, 700.0)))
+
+    def to_json(self) -> str:
+        """JSON text for a weights-file header or model card."""
+        return json.dumps(
+            {
+                "features": list(FEATURE_NAMES),
+                "coefficients": list(self.coefficients),
+                "n_volumes": self.n_volumes,
+                "loo_median_factor_error": self.loo_median_factor_error,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> DrfCalibration:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            ValueError: the features differ from this version's.
+        """
+        data = json.loads(text)
+        if tuple(data["features"]) != FEATURE_NAMES:
+            raise ValueError(f"DRF calibration features {data['features']} != {FEATURE_NAMES}")
+        return cls(
+            coefficients=tuple(float(c) for c in data["coefficients"]),
+            n_volumes=int(data["n_volumes"]),
+            loo_median_factor_error=float(data["loo_median_factor_error"]),
+        )
+
+
+def fit_drf_calibration(
+    features: npt.NDArray[np.float64], drfs: Sequence[float], groups: Sequence[int]
+) -> DrfCalibration:
+    """Least-squares fit of log(DRF) on feature rows; ``groups`` (phantom seeds) for LOO error.
+
+    Raises:
+        ValueError: fewer than two phantoms, or mismatched lengths.
+    """
+    target = np.log(np.asarray(drfs, dtype=np.float64))
+    group = np.asarray(groups)
+    if features.shape[0] != target.size or group.size != target.size:
+        raise ValueError("features, drfs and groups must have one row per volume")
+    if np.unique(group).size < 2:
+        raise ValueError("a DRF calibration needs at least two phantoms")
+    errors = []
+    for held_out in np.unique(group):
+        keep = group != held_out
+        coef = np.linalg.lstsq(features[keep], target[keep], rcond=None)[0]
+        errors.extend(np.abs(features[~keep] @ coef - target[~keep]).tolist())
+    coef = np.linalg.lstsq(features, target, rcond=None)[0]
+    return DrfCalibration(
+        coefficients=tuple(float(c) for c in coef),
+        n_volumes=int(target.size),
+        loo_median_factor_error=float(np.exp(np.median(errors))),
+    )

@@ -1,0 +1,211 @@
+"""Command line: every method on held-out test phantoms, one table per DRF, MIP figures.
+
+    python -m model.evaluate --dataset DS_DIR --methods gaussian tuned_gaussian nlm \\
+        unipet=RUN/unipet-unipet.safetensors --drfs 4 10 20 50 100 7 15 33 75 --out DIR
+    python -m model.evaluate --dataset test:90-92 --size tiny --methods gaussian nlm --out DIR
+
+``--dataset`` is a dataset folder (its manifest's test split and size are used) or a seed
+spec: ``train:0-79,validation:80-89,test:90-99`` or bare test seeds (``90-92``, ``90,95``).
+Test phantoms are simulated afresh from their seeds, bit-identical to the dataset cache, so
+DRFs that were never simulated for training (7, 15, 33, 75) can be evaluated. A test seed
+that is in a training or validation split, in the baselines' tuning seeds or in a network's
+model card is refused: the evaluation never scores a phantom a method has seen.
+
+Writes ``results.json``, ``results.md`` and ``mip_drf<DRF>.png`` (first test phantom) to
+``--out`` and prints the markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.errors import ModelError
+from model.evaluation.methods import LOW_DOSE, Method, parse_methods
+from model.evaluation.metrics import EvalCase, case_metrics
+from model.evaluation.report import CaseRow, save_mip_figure, write_reports
+from model.evaluation.tuning import VALIDATION_SEEDS
+from model.simulate import SimulatedStudy, simulate_study
+from model.simulate.build_dataset import TRAINING_DRFS
+from model.simulate.dataset import parse_split_spec
+
+__all__ = ["EvalSplit", "check_unseen", "main", "resolve_split", "run_evaluation"]
+
+ALL_DRFS = (*TRAINING_DRFS, 7.0, 15.0, 33.0, 75.0)
+
+
+@dataclass(frozen=True)
+class EvalSplit:
+    """Test seeds, the seeds they must not overlap (by where they come from), and the size."""
+
+    test_seeds: list[int]
+    seen_seeds: dict[str, list[int]]
+    size: str | None
+
+
+def _bare_seeds(spec: str) -> list[int]:
+    """``"90-92,95"`` -> [90, 91, 92, 95].
+
+    Raises:
+        ValueError: not a comma list of seeds or inclusive ranges.
+    """
+    seeds: list[int] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if match is None:
+            raise ValueError(f"bad seed item {part!r}; expected e.g. '90-92' or '95'")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) else first
+        seeds.extend(range(first, last + 1))
+    return seeds
+
+
+def resolve_split(dataset: str) -> EvalSplit:
+    """Test seeds and seen seeds from a dataset folder or a seed spec (module docstring).
+
+    Raises:
+        ValueError: the spec is malformed or names no test seed.
+        FileNotFoundError: a folder without ``manifest.json``.
+    """
+    path = Path(dataset)
+    if path.is_dir():
+        manifest = json.loads((path / "manifest.json").read_text())
+        splits = {k: [int(s) for s in v] for k, v in manifest["splits"].items()}
+        size = str(manifest["size"])
+    elif ":" in dataset:
+        splits, size = parse_split_spec(dataset), None
+    else:
+        splits, size = {"train": [], "validation": [], "test": _bare_seeds(dataset)}, None
+    test = splits.get("test", [])
+    if not test:
+        raise ValueError(f"{dataset!r} has no test seeds")
+    seen = {name: seeds for name, seeds in splits.items() if name != "test"}
+    return EvalSplit(test_seeds=list(test), seen_seeds=seen, size=size)
+
+
+def check_unseen(test_seeds: Iterable[int], seen: Mapping[str, Iterable[int]]) -> None:
+    """Refuse any test seed that some method or split has seen.
+
+    Raises:
+        ValueError: naming the seeds and where they were seen.
+    """
+    test = set(test_seeds)
+    clashes = {name: sorted(test & set(seeds)) for name, seeds in seen.items()}
+    clashes = {name: seeds for name, seeds in clashes.items() if seeds}
+    if clashes:
+        raise ValueError(f"test seeds were seen before evaluation: {clashes}")
+
+
+def _run_case(
+    study: SimulatedStudy, drf: float, methods: Sequence[Method], case: EvalCase
+) -> tuple[list[CaseRow], list[tuple[str, np.ndarray]]]:
+    """Every method on one phantom at one DRF; returns the rows and the output volumes."""
+    rows, outputs = [], []
+    low = study.low_dose_bqml[drf]
+    for method in methods:
+        start = time.perf_counter()
+        output = method.for_drf(drf)(low, study.spacing_mm, study.suv_per_bqml)
+        seconds = time.perf_counter() - start
+        rows.append(CaseRow(study.seed, drf, method.name, seconds, case_metrics(output, case)))
+        outputs.append((method.name.replace("_", " "), output))
+    return rows, outputs
+
+
+def run_evaluation(
+    split: EvalSplit,
+    size: str,
+    drfs: Sequence[float],
+    methods: Sequence[Method],
+    out: Path,
+    n_test: int | None = None,
+) -> tuple[list[CaseRow], list[Path]]:
+    """Evaluate ``methods`` on the test seeds at every DRF; writes the MIPs of the first seed.
+
+    Raises:
+        ValueError: a test seed was seen by a split, the baselines' tuning or a network.
+    """
+    seen = {**split.seen_seeds, "baseline tuning": list(VALIDATION_SEEDS)}
+    seen.update({f"training of {m.name}": sorted(m.train_seeds) for m in methods})
+    check_unseen(split.test_seeds, seen)
+    seeds = split.test_seeds[:n_test] if n_test else split.test_seeds
+    rows: list[CaseRow] = []
+    figures: list[Path] = []
+    for index, seed in enumerate(seeds):
+        study = simulate_study(seed, list(drfs), size=size)  # type: ignore[arg-type]
+        case = EvalCase.from_study(study)
+        for drf in drfs:
+            case_rows, outputs = _run_case(study, drf, methods, case)
+            rows.extend(case_rows)
+            if index == 0:
+                panels = [*outputs, ("full dose", study.full_dose_bqml)]
+                title = f"DRF {drf:g}, test seed {seed}, {size}"
+                path = out / f"mip_drf{drf:g}.png"
+                figures.append(
+                    save_mip_figure(path, panels, study.spacing_mm, study.suv_per_bqml, title)
+                )
+    return rows, figures
+
+
+def _parser() -> argparse.ArgumentParser:
+    """Arguments of the evaluation CLI."""
+    p = argparse.ArgumentParser(
+        prog="python -m model.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--dataset", required=True, help="dataset folder or seed spec")
+    p.add_argument("--methods", nargs="+", default=["gaussian", "tuned_gaussian", "nlm"])
+    p.add_argument("--drfs", type=float, nargs="+", default=list(ALL_DRFS))
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument(
+        "--size",
+        choices=["tiny", "small", "full"],
+        default=None,
+        help="phantom size (default: the dataset's, else small)",
+    )
+    p.add_argument("--n-test", type=int, default=None, help="use only the first N test seeds")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for simulation")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the evaluation and print its tables; returns the exit status."""
+    args = _parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        split = resolve_split(args.dataset)
+        methods = parse_methods(args.methods)
+        size = args.size or split.size or "small"
+        start = time.perf_counter()
+        rows, figures = run_evaluation(split, size, args.drfs, methods, args.out, args.n_test)
+    except (ValueError, FileNotFoundError, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    seeds = sorted({r.seed for r in rows})
+    meta = {"size": size, "test_seeds": seeds, "drfs": list(args.drfs)}
+    names = [m.name for m in methods]
+    json_path, md_path, markdown = write_reports(
+        args.out, rows, args.drfs, names, TRAINING_DRFS, meta
+    )
+    print(markdown)
+    compared = ", ".join(n for n in names if n != LOW_DOSE)
+    print(
+        f"wrote {json_path}, {md_path} and {len(figures)} figures "
+        f"({time.perf_counter() - start:.0f} s; methods: {compared})"
+    )
+    for path in figures:
+        print(f"figure: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

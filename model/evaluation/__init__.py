@@ -1,0 +1,23 @@
+"""Evaluation of denoisers on held-out test phantoms: metrics, methods, tables and figures.
+
+``python -m model.evaluate`` is the command line; ``model.evaluation.tuning`` chooses the
+baselines' parameters on validation phantoms. Any method is a callable
+``(volume_bqml, spacing_mm, suv_per_bqml) -> volume_bqml``; a trained network becomes one via
+:func:`network_method`.
+"""
+
+from __future__ import annotations
+
+from model.evaluation.methods import DenoiseFn, Method, network_method, parse_method, parse_methods
+from model.evaluation.metrics import CaseMetrics, EvalCase, case_metrics
+
+__all__ = [
+    "CaseMetrics",
+    "DenoiseFn",
+    "EvalCase",
+    "Method",
+    "case_metrics",
+    "network_method",
+    "parse_method",
+    "parse_methods",
+]

@@ -1,0 +1,142 @@
+"""The methods an evaluation compares, each a callable ``(volume_bqml, spacing_mm, suv) -> bqml``.
+
+A method is made for one DRF (``Method.for_drf``) because some need it: the tuned Gaussian is
+a scanner's filter set per dose protocol, so it knows the dose as a site would. Networks get
+nothing but the volume (UniPET is meant to work without being told the DRF).
+
+Specs on the command line: ``low_dose`` (the input itself, always evaluated), ``gaussian``
+(the node's fallback filter, ``GAUSSIAN_FWHM_MM``), ``tuned_gaussian``, ``nlm``, ``bm4d``
+(only if its package is installed) and ``NAME=PATH`` for a trained network's safetensors file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from model.baselines import (
+    bm4d_available,
+    bm4d_denoise,
+    gaussian_postfilter,
+    nlm_denoise,
+    tuned_gaussian,
+)
+
+__all__ = [
+    "GAUSSIAN_FWHM_MM",
+    "LOW_DOSE",
+    "DenoiseFn",
+    "Method",
+    "network_method",
+    "parse_method",
+    "parse_methods",
+]
+
+FloatVolume = npt.NDArray[np.float32]
+DenoiseFn = Callable[[FloatVolume, tuple[float, float, float], float], FloatVolume]
+GAUSSIAN_FWHM_MM = 5.0  # the node's default fallback filter (service config gaussian_fwhm_mm)
+LOW_DOSE = "low_dose"
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named method; ``train_seeds`` are phantoms it has seen (never allowed in the test)."""
+
+    name: str
+    for_drf: Callable[[float], DenoiseFn]
+    train_seeds: frozenset[int] = field(default_factory=frozenset)
+
+
+def _identity(
+    volume: FloatVolume, spacing_mm: tuple[float, float, float], suv: float
+) -> FloatVolume:
+    """The low-dose input unchanged (the row every method must beat)."""
+    return volume
+
+
+def _gaussian(
+    volume: FloatVolume, spacing_mm: tuple[float, float, float], suv: float
+) -> FloatVolume:
+    """The node's fallback Gaussian post-filter at its default FWHM."""
+    return gaussian_postfilter(volume, spacing_mm, GAUSSIAN_FWHM_MM)
+
+
+def _tuned_gaussian_for(drf: float) -> DenoiseFn:
+    """The Gaussian with the FWHM tuned for ``drf``."""
+
+    def run(volume: FloatVolume, spacing_mm: tuple[float, float, float], suv: float) -> FloatVolume:
+        return tuned_gaussian(volume, spacing_mm, drf)
+
+    return run
+
+
+def network_method(name: str, weights_path: Path) -> Method:
+    """Adapter from a trained network's safetensors file to a method.
+
+    The model card written next to the weights (same stem, ``.json``) lists the training
+    phantoms; they are carried along so the evaluation can refuse a test seed the network saw.
+
+    Raises:
+        model.errors.WeightsError: the weights file cannot be loaded.
+    """
+    from model.inference import load_denoiser
+
+    denoiser = load_denoiser(weights_path, threads=1, device="auto")
+    card_path = weights_path.with_suffix(".json")
+    seeds: list[int] = []
+    if card_path.is_file():
+        card = json.loads(card_path.read_text())
+        seeds = [int(s) for s in (card.get("data", {}).get("train_seeds") or [])]
+
+    def run(volume: FloatVolume, spacing_mm: tuple[float, float, float], suv: float) -> FloatVolume:
+        return denoiser.denoise(volume, suv).volume_bqml
+
+    return Method(name, lambda drf: run, frozenset(seeds))
+
+
+def parse_method(spec: str) -> Method:
+    """A method from its command-line spec (see the module docstring).
+
+    Raises:
+        ValueError: unknown name, or ``bm4d`` without its package.
+    """
+    if "=" in spec:
+        name, path = spec.split("=", 1)
+        if not name or not path:
+            raise ValueError(f"network spec must be NAME=PATH, got {spec!r}")
+        return network_method(name, Path(path))
+    builtin: dict[str, Callable[[float], DenoiseFn]] = {
+        LOW_DOSE: lambda drf: _identity,
+        "gaussian": lambda drf: _gaussian,
+        "tuned_gaussian": _tuned_gaussian_for,
+        "nlm": lambda drf: nlm_denoise,
+    }
+    if spec == "bm4d":
+        if not bm4d_available():
+            raise ValueError("bm4d is not installed (optional, non-commercial licence)")
+        return Method(spec, lambda drf: bm4d_denoise)
+    if spec not in builtin:
+        raise ValueError(f"unknown method {spec!r}; expected one of {sorted(builtin)} or NAME=PATH")
+    return Method(spec, builtin[spec])
+
+
+def parse_methods(specs: Sequence[str]) -> list[Method]:
+    """The low-dose row first, then each requested method once, in the order given.
+
+    Raises:
+        ValueError: a spec is invalid or two methods share a name.
+    """
+    methods = [parse_method(LOW_DOSE)]
+    for spec in specs:
+        method = parse_method(spec)
+        if any(m.name == method.name for m in methods):
+            if method.name == LOW_DOSE:
+                continue
+            raise ValueError(f"method name {method.name!r} given twice")
+        methods.append(method)
+    return methods

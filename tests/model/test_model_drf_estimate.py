@@ -1,0 +1,58 @@
+"""Noise-statistic DRF estimate: features follow the noise, a fit recovers known DRFs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from model.drf_estimate import DrfCalibration, fit_drf_calibration, noise_features
+
+SUV_PER_BQML = 1e-4
+
+
+def _volume(seed: int, drf: float, counts_scale: float = 1.0) -> np.ndarray:
+    """A uniform body at 2 SUV with white Poisson-like noise: relative std ~ sqrt(drf)."""
+    rng = np.random.default_rng(seed)
+    volume = np.zeros((6, 48, 48), dtype=np.float32)
+    mean = 2.0 / SUV_PER_BQML
+    rel_std = 0.02 * np.sqrt(drf / counts_scale)
+    volume[:, 6:42, 6:42] = mean * (1.0 + rel_std * rng.standard_normal((6, 36, 36)))
+    return volume
+
+
+def test_relative_noise_feature_grows_as_half_log_drf() -> None:
+    low = noise_features(_volume(0, 4.0), SUV_PER_BQML)
+    high = noise_features(_volume(0, 100.0), SUV_PER_BQML)
+    assert high[0] - low[0] == pytest.approx(0.5 * np.log(25.0), abs=0.1)
+    assert high[3] == pytest.approx(low[3], abs=0.05)  # same mean activity
+
+
+def test_fit_recovers_known_drfs_and_round_trips() -> None:
+    drfs = [4.0, 10.0, 20.0, 50.0, 100.0]
+    rows, targets, groups = [], [], []
+    for seed in range(4):
+        for drf in drfs:
+            rows.append(noise_features(_volume(seed, drf), SUV_PER_BQML))
+            targets.append(drf)
+            groups.append(seed)
+    calibration = fit_drf_calibration(np.stack(rows), targets, groups)
+    assert calibration.loo_median_factor_error < 1.1
+    assert calibration.estimate(_volume(9, 33.0), SUV_PER_BQML) == pytest.approx(33.0, rel=0.15)
+    assert DrfCalibration.from_json(calibration.to_json()) == calibration
+
+
+def test_flat_air_is_refused() -> None:
+    with pytest.raises(ValueError):
+        noise_features(np.zeros((3, 16, 16), np.float32), SUV_PER_BQML)
+
+
+def test_fit_needs_two_phantoms() -> None:
+    with pytest.raises(ValueError):
+        fit_drf_calibration(np.ones((2, 5)), [4.0, 20.0], [0, 0])
+
+
+def test_noise_free_volume_estimates_full_dose() -> None:
+    calibration = DrfCalibration((2.0, 0.0, 0.0, 0.0, 8.0), 2, 1.0)
+    volume = np.zeros((4, 32, 32), np.float32)
+    volume[:, 4:28, 4:28] = 2.0 / SUV_PER_BQML
+    assert calibration.estimate(volume, SUV_PER_BQML) == 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,17 @@ def instance(
         outcome_state=outcome,
         outcome_reason="eligible",
     )
+
+
+HAPPY_PATH = [S.RECEIVING, S.COMPLETE, S.QUEUED, S.PROCESSING, S.WRITTEN, S.SENDING, S.DONE]
+
+
+def advance(store: StateStore, uid: str, until: SeriesState, now: float | None = None) -> None:
+    """Walk a RECEIVING series along the happy path up to ``until``, asserting each step."""
+    for source, target in itertools.pairwise(HAPPY_PATH):
+        assert store.transition(uid, target, target.value, expect=[source], now=now) is not None
+        if target is until:
+            return
 
 
 @pytest.fixture
@@ -140,15 +152,7 @@ def test_failed_series_is_claimed_only_by_the_failed_step(store: StateStore) -> 
 
 def test_resent_instance_reopens_a_done_series_and_keeps_history(store: StateStore) -> None:
     store.record_instance(instance("1.2.3.1"))
-    for target, source in [
-        (S.COMPLETE, S.RECEIVING),
-        (S.QUEUED, S.COMPLETE),
-        (S.PROCESSING, S.QUEUED),
-        (S.WRITTEN, S.PROCESSING),
-        (S.SENDING, S.WRITTEN),
-        (S.DONE, S.SENDING),
-    ]:
-        assert store.transition("1.2.3", target, target.value, expect=[source]) is not None
+    advance(store, "1.2.3", S.DONE)
     reopened = store.record_instance(instance("1.2.3.1"))
     assert reopened.state is S.RECEIVING
     assert store.history("1.2.3")[-1].reason == "re-sent instance after DONE"

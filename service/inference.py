@@ -85,6 +85,12 @@ class Denoiser(Protocol):
         ...
 
 
+def _check_volume(volume_bqml: npt.NDArray[np.float32]) -> None:
+    """Refuse what no denoiser can honestly process: not 3D, or NaN/inf voxels."""
+    if volume_bqml.ndim != 3 or not np.isfinite(volume_bqml).all():
+        raise InferenceError(f"expected a finite 3D volume, got shape {volume_bqml.shape}")
+
+
 class GaussianDenoiser:
     """The scanner-style Gaussian post-filter, honestly labelled as such."""
 
@@ -108,8 +114,7 @@ class GaussianDenoiser:
     ) -> DenoiseResult:
         """Filter the volume; quantitation (regional means) is preserved by construction."""
         start = time.perf_counter()
-        if volume_bqml.ndim != 3 or not np.isfinite(volume_bqml).all():
-            raise InferenceError(f"expected a finite 3D volume, got shape {volume_bqml.shape}")
+        _check_volume(volume_bqml)
         filtered = gaussian_postfilter(volume_bqml, spacing_mm, self.fwhm_mm)
         return DenoiseResult(
             volume_bqml=filtered,
@@ -145,8 +150,7 @@ class UniPETDenoiser:
         suv_per_bqml: float,
     ) -> DenoiseResult:
         """Denoise in SUV inside the network; input and output stay in Bq/ml."""
-        if volume_bqml.ndim != 3 or not np.isfinite(volume_bqml).all():
-            raise InferenceError(f"expected a finite 3D volume, got shape {volume_bqml.shape}")
+        _check_volume(volume_bqml)
         try:
             result = self._network.denoise(volume_bqml, suv_per_bqml)
         except (RuntimeError, ValueError) as exc:  # torch raises RuntimeError (e.g. out of memory)

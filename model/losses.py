@@ -100,7 +100,7 @@ def _frozen_features(
         out: torch.Tensor = torch.func.functional_call(module, params, (x,))
         return out
 
-    half = frozen(encoder.to_half, stack)
+    half = frozen(encoder.to_half, encoder.encoder_input(stack))
     return half, frozen(encoder.to_quarter, half)
 
 

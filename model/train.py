@@ -39,7 +39,15 @@ from model.losses import (
     rals_mask,
     style_consistency_loss,
 )
-from model.networks import NetworkConfig, PatchCritic, UniPETNet, Variant, count_parameters
+from model.networks import (
+    NetworkConfig,
+    PatchCritic,
+    StyleInput,
+    StylePooling,
+    UniPETNet,
+    Variant,
+    count_parameters,
+)
 from model.patches import PatchBatch, PatchSampler, SuvStudy, load_split
 from model.weights_io import save_weights
 
@@ -60,6 +68,9 @@ class TrainConfig:
     widths: tuple[int, int, int] = (16, 32, 64)
     code_dim: int = 32
     style_width: int = 16
+    style_pooling: str = StylePooling.SLICE.value
+    style_input: str = StyleInput.SUV.value
+    demodulate: bool = True
     seed: int = 0
     threads: int = 1
     device: str = "auto"
@@ -86,6 +97,9 @@ class TrainConfig:
             widths=self.widths,
             code_dim=self.code_dim,
             style_width=self.style_width,
+            style_pooling=StylePooling(self.style_pooling),
+            style_input=StyleInput(self.style_input),
+            demodulate=self.demodulate,
         )
 
     @property
@@ -328,6 +342,9 @@ def _parser() -> argparse.ArgumentParser:
         if isinstance(default, tuple):
             kind: type = float if isinstance(default[0], float) else int
             p.add_argument(flag, type=kind, nargs="+", default=None)
+        elif isinstance(default, bool):
+            # type=bool would read "false" as True: use a paired --x / --no-x switch.
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         else:
             p.add_argument(flag, type=type(default), default=None)
     return p

@@ -111,6 +111,10 @@ def worker(
     config: ConfigOption = None,
     queues: Annotated[str | None, typer.Option(help="Comma-separated queues to consume.")] = None,
     concurrency: Annotated[int | None, typer.Option(min=1)] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Celery node name; default unipet-<queues>@<host> (one per host)."),
+    ] = None,
 ) -> None:
     """A Celery worker for denoise and/or send jobs."""
     from service.tasks import configure_celery
@@ -130,7 +134,7 @@ def worker(
             "--concurrency",
             str(concurrency or settings.queue.worker_concurrency),
             "--hostname",
-            f"unipet-{wanted.replace(',', '-')}-{os.getpid()}@%h",
+            name or f"unipet-{wanted.replace(',', '-')}@%h",
             "--without-mingle",
         ]
     )

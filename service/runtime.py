@@ -120,22 +120,28 @@ def write_effective_config(settings: NodeSettings, path: Path) -> Path:
 
 
 def start_worker_process(
-    config_path: Path, queues: list[str], log_path: Path
+    config_path: Path, queues: list[str], log_path: Path, name: str | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start ``unipet-node worker`` as a child process (same interpreter)."""
+    """Start ``unipet-node worker`` as a child process (same interpreter).
+
+    ``name`` is the Celery node name; give each worker on one host its own.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handle = log_path.open("ab")
+    command = [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "worker",
+        "--config",
+        str(config_path),
+        "--queues",
+        ",".join(queues),
+    ]
+    if name is not None:
+        command += ["--name", name]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "worker",
-            "--config",
-            str(config_path),
-            "--queues",
-            ",".join(queues),
-        ],
+        command,
         stdout=handle,
         stderr=subprocess.STDOUT,
         env={**os.environ},

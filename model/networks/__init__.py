@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from model.networks.discriminator import PatchCritic
-from model.networks.style import StyleCodes, StyleEncoder, feature_statistics
+from model.networks.style import (
+    StyleCodes,
+    StyleEncoder,
+    StyleInput,
+    StylePooling,
+    feature_statistics,
+)
 from model.networks.unipet import NetworkConfig, UniPETNet, Variant, count_parameters
 
 __all__ = [
@@ -11,6 +17,8 @@ __all__ = [
     "PatchCritic",
     "StyleCodes",
     "StyleEncoder",
+    "StyleInput",
+    "StylePooling",
     "UniPETNet",
     "Variant",
     "count_parameters",

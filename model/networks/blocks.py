@@ -64,10 +64,17 @@ class ModulatedConv2d(nn.Module):
     as ``conv(x * s) * d`` so one shared weight serves the whole batch: a grouped convolution
     with per-sample weights is several times slower on CPU. The style is ``1 + affine(code)``
     with the affine initialised to zero, so an untrained style leaves the convolution plain.
+
+    With ``demodulate=False`` the output is divided by the norm of the *unstyled* weight
+    instead, ``w'[o,i] = w[o,i] * s[i] / ||w[o,:]||``: identical at initialisation (s = 1),
+    but a common scale of the style, which demodulation cancels exactly, reaches the output.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, code_dim: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, code_dim: int, demodulate: bool = True
+    ) -> None:
         super().__init__()
+        self.demodulate = demodulate
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
         nn.init.kaiming_normal_(self.weight, a=NEGATIVE_SLOPE)
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -79,7 +86,10 @@ class ModulatedConv2d(nn.Module):
         """Convolve ``x`` (N, C, H, W) with weights modulated by ``code`` (N, code_dim)."""
         style = 1.0 + self.affine(code)
         energy = self.weight.pow(2).sum(dim=(2, 3))
-        demod = torch.rsqrt(style.pow(2) @ energy.t() + DEMOD_EPS)
+        if self.demodulate:
+            demod = torch.rsqrt(style.pow(2) @ energy.t() + DEMOD_EPS)
+        else:
+            demod = torch.rsqrt(energy.sum(dim=1) + DEMOD_EPS).expand(style.shape[0], -1)
         y = F.conv2d(x * style[:, :, None, None], self.weight, padding=1)
         return y * demod[:, :, None, None] + self.bias[None, :, None, None]
 
@@ -87,11 +97,11 @@ class ModulatedConv2d(nn.Module):
 class ModulatedResBlock(nn.Module):
     """x + g * modconv(act(modconv(x, code)), code): the SAN-driven residual block."""
 
-    def __init__(self, channels: int, code_dim: int) -> None:
+    def __init__(self, channels: int, code_dim: int, demodulate: bool = True) -> None:
         super().__init__()
-        self.conv1 = ModulatedConv2d(channels, channels, code_dim)
+        self.conv1 = ModulatedConv2d(channels, channels, code_dim, demodulate)
         self.act = nn.LeakyReLU(NEGATIVE_SLOPE)
-        self.conv2 = ModulatedConv2d(channels, channels, code_dim)
+        self.conv2 = ModulatedConv2d(channels, channels, code_dim, demodulate)
         self.gain = nn.Parameter(torch.full((1, channels, 1, 1), 0.1))
 
     def forward(self, x: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.networks.blocks import ConvAct, Downsample, ModulatedResBlock, ResBlock, UpsampleFuse
-from model.networks.style import StyleCodes, StyleEncoder
+from model.networks.style import StyleCodes, StyleEncoder, StyleInput, StylePooling
 
 __all__ = ["NetworkConfig", "UniPETNet", "Variant", "count_parameters"]
 
@@ -56,9 +56,16 @@ class NetworkConfig:
     widths: tuple[int, int, int] = (16, 32, 64)
     code_dim: int = 32
     style_width: int = 16
+    style_pooling: StylePooling = StylePooling.SLICE
+    style_input: StyleInput = StyleInput.SUV
+    demodulate: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variant", Variant(self.variant))
+        object.__setattr__(self, "style_pooling", StylePooling(self.style_pooling))
+        object.__setattr__(self, "style_input", StyleInput(self.style_input))
+        if not isinstance(self.demodulate, bool):
+            raise TypeError(f"demodulate must be a bool, got {self.demodulate!r}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if self.context_slices < 1 or self.context_slices % 2 == 0:
             raise ValueError(f"context_slices must be odd and >= 1, got {self.context_slices}")
@@ -69,6 +76,8 @@ class NetworkConfig:
         """Plain JSON-ready form (the variant as its string value)."""
         out = asdict(self)
         out["variant"] = self.variant.value
+        out["style_pooling"] = self.style_pooling.value
+        out["style_input"] = self.style_input.value
         out["widths"] = list(self.widths)
         return out
 
@@ -83,10 +92,18 @@ class UniPETNet(nn.Module):
         modulated = config.variant is Variant.UNIPET
 
         def coarse(channels: int) -> nn.Module:
-            return ModulatedResBlock(channels, config.code_dim) if modulated else ResBlock(channels)
+            if modulated:
+                return ModulatedResBlock(channels, config.code_dim, config.demodulate)
+            return ResBlock(channels)
 
         self.style = (
-            StyleEncoder(config.context_slices, config.style_width, config.code_dim)
+            StyleEncoder(
+                config.context_slices,
+                config.style_width,
+                config.code_dim,
+                config.style_pooling,
+                config.style_input,
+            )
             if modulated
             else None
         )

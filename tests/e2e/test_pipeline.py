@@ -231,6 +231,7 @@ def test_two_workers_share_the_queue_and_never_process_a_series_twice(
         config,
         [settings.queue.denoise_queue, settings.queue.send_queue],
         settings.spool.path / "logs" / "second-worker.log",
+        name="unipet-second@%h",
     )
     try:
         folders = [study_copy / name for name in ("full", "drf20", "drf50")]

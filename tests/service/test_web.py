@@ -276,6 +276,6 @@ def test_healthz_ok_with_broker_spool_and_a_real_worker(tmp_path: Path, redis_ur
         worker.terminate()
         worker.wait(timeout=30)
         server.stop()
-    assert report["checks"]["worker"]["detail"].startswith("1 worker(s): unipet-web-test-cpu-")
+    assert report["checks"]["worker"]["detail"].startswith("1 worker(s): unipet-web-test-cpu@")
     assert 'unipet_health_check_ok{check="worker"} 1.0' in metrics_text
     assert "unipet_workers_responding 1.0" in metrics_text

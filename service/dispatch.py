@@ -13,6 +13,10 @@ import logging
 import threading
 from collections.abc import Callable
 
+import kombu.exceptions
+import redis
+import sqlalchemy.exc
+
 from service import metrics
 from service.completeness import CompletenessWatcher
 from service.config import NodeSettings
@@ -25,6 +29,19 @@ log = logging.getLogger(__name__)
 
 S = SeriesState
 Enqueue = Callable[[str], None]
+
+#: Errors of publishing a message while Redis is unreachable (kombu wraps redis-py's).
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    kombu.exceptions.OperationalError,
+    redis.RedisError,
+    OSError,
+)
+
+#: Outages a loop pass survives (logged; the next pass tries again).
+LOOP_ERRORS: tuple[type[BaseException], ...] = (*BROKER_ERRORS, sqlalchemy.exc.OperationalError)
+
+#: A message that could not be published is tried again after this long.
+BROKER_RETRY_S = 10.0
 
 #: How often the loop looks for finished series past their retention period.
 PURGE_INTERVAL_S = 600.0
@@ -58,8 +75,7 @@ class Dispatcher:
                 lease_s=requeue_s,
                 now=now,
                 pending_step="denoise",
-            ):
-                self.enqueue_denoise(series.series_instance_uid)
+            ) and self._publish(series.series_instance_uid, S.QUEUED, self.enqueue_denoise, now):
                 sent.append((series.series_instance_uid, "denoise"))
         for series in self.state.in_states(
             [S.QUEUED, S.PROCESSING, S.FAILED, S.WRITTEN, S.SENDING]
@@ -98,8 +114,30 @@ class Dispatcher:
             series.pending_step,
             series.state.value,
         )
-        enqueue(series.series_instance_uid)
+        if not self._publish(series.series_instance_uid, target, enqueue, now):
+            return None
         return series.pending_step
+
+    def _publish(self, uid: str, state: SeriesState, enqueue: Enqueue, now: float) -> bool:
+        """Send the message; if the broker is down, keep the state and retry soon.
+
+        The series stays in ``state`` with a short lease, so the next passes try again once
+        the broker is back; nothing is lost, and the loop goes on with other series.
+        """
+        try:
+            enqueue(uid)
+        except BROKER_ERRORS as exc:
+            log.error("enqueue_failed series_uid=%s error=%s", uid, exc)
+            self.state.transition(
+                uid,
+                state,
+                f"broker unreachable, retrying: {exc}"[:500],
+                expect=[state],
+                lease_s=BROKER_RETRY_S,
+                now=now,
+            )
+            return False
+        return True
 
 
 class BackgroundLoop:
@@ -145,5 +183,5 @@ class BackgroundLoop:
             if now - self._last_purge_at >= PURGE_INTERVAL_S:
                 self._last_purge_at = now
                 purge_expired(self.dispatcher.state, self.spool, self.retention_days, now)
-        except (OSError, ConnectionError) as exc:
+        except LOOP_ERRORS as exc:
             log.error("dispatch_pass_failed error=%s (next pass in %.1f s)", exc, self.interval_s)

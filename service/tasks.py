@@ -47,6 +47,11 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (PetHeaderError, InvalidTran
 def configure_celery(settings: NodeSettings) -> Celery:
     """Apply the node's settings to the Celery app (called once per process at start)."""
     q = settings.queue
+    if celery_app.conf.broker_url not in (None, q.broker_url):
+        # Re-configured within one process (the demo, tests): drop pooled connections to the
+        # previous broker, which Celery would otherwise keep using. Celery's own post-fork
+        # hook is the one call that resets both its connection and producer pools.
+        celery_app._after_fork()
     celery_app.conf.update(
         broker_url=q.broker_url,
         result_backend=None,
@@ -58,6 +63,9 @@ def configure_celery(settings: NodeSettings) -> Celery:
         worker_max_tasks_per_child=q.worker_max_tasks_per_child,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # Publishing must not hang the dispatcher while Redis is down: fail fast, the
+        # dispatcher keeps the series and publishes again on a later pass.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
         broker_transport_options={"visibility_timeout": q.visibility_timeout_s},
         task_default_queue=q.denoise_queue,
         task_routes={

@@ -81,3 +81,56 @@ def test_incomplete_failed_series_is_not_requeued(tmp_path: Path) -> None:
     )
     dispatcher.run_once(now=10**10)
     assert queue.messages == []
+
+
+def test_broker_outage_keeps_the_series_and_publishes_when_back(tmp_path: Path) -> None:
+    """A real Celery publish to a Redis port nobody listens on, then a Redis that answers."""
+    import shutil
+    import subprocess
+
+    import pytest
+    import redis
+    from support import free_port, wait_for
+
+    from service.tasks import configure_celery, enqueue_denoise
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    port = free_port()
+    settings = load_settings(
+        spool={"path": str(tmp_path)},
+        queue={"broker_url": f"redis://127.0.0.1:{port}/0", "denoise_queue": "cpu-outage"},
+    )
+    configure_celery(settings)
+    store = StateStore(settings.database_url)
+    queue = RecordingQueue()
+    dispatcher = Dispatcher(settings, store, lambda uid: enqueue_denoise(settings, uid), queue.send)
+    store.record_instance(instance("1.2.3.1"))
+    store.transition("1.2.3", S.COMPLETE, "count", expect=[S.RECEIVING])
+    assert dispatcher.run_once(now=1000.0) == []  # broker down: nothing published, no raise
+    down = store.get("1.2.3")
+    assert down.state is S.QUEUED
+    assert "broker unreachable" in down.state_reason
+    assert down.lease_expires_at == 1010.0
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        client = redis.Redis(port=port)
+        assert wait_for(lambda: _pings(client), 15)
+        assert dispatcher.run_once(now=1011.0) == [("1.2.3", "denoise")]
+        assert client.llen("cpu-outage") == 1  # the message is in Redis now
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _pings(client) -> bool:  # type: ignore[no-untyped-def]
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False

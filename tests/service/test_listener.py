@@ -150,6 +150,14 @@ def test_association_cap_per_calling_ae(make_node) -> None:  # type: ignore[no-u
     again.release()
 
 
+def store_one(node: Node, item: object, contexts: tuple[str, ...] = (PET,)) -> int:
+    """One C-STORE of a dataset or file over a fresh association; returns the status."""
+    assoc = associate(node.port, contexts=contexts)
+    status = assoc.send_c_store(item)
+    assoc.release()
+    return int(status.Status)
+
+
 def _quarantine_reasons(node: Node) -> list[str]:
     return [record["reason"] for record in node.spool.quarantined()]
 
@@ -168,10 +176,7 @@ def test_garbage_dataset_gets_failure_status_and_is_quarantined(
     meta_end = 132 + 12 + int.from_bytes(good[140:144], "little")
     garbage = tmp_path / "garbage.dcm"
     garbage.write_bytes(good[:meta_end] + b"\x08\x00\x16\x00" + b"\xff" * 37)
-    assoc = associate(node.port)
-    status = assoc.send_c_store(garbage)
-    assoc.release()
-    assert status.Status == 0xC210
+    assert store_one(node, garbage) == 0xC210
     assert len(_quarantine_reasons(node)) == 1
     assert _quarantine_reasons(node)[0].startswith("dataset")
     with pytest.raises(Exception, match="no series"):
@@ -188,10 +193,7 @@ def test_truncated_instance_gets_failure_status_and_is_quarantined(
     source = first_file(study_copy)
     truncated = tmp_path / "truncated.dcm"
     truncated.write_bytes(source.read_bytes()[:-500])
-    assoc = associate(node.port)
-    status = assoc.send_c_store(truncated)
-    assoc.release()
-    assert status.Status == 0xC210
+    assert store_one(node, truncated) == 0xC210
     [record] = node.spool.quarantined()
     assert record["calling_aet"] == "SCANNER"
     assert (node.spool.root / "quarantine" / record["file"]).read_bytes()[
@@ -204,10 +206,7 @@ def test_path_traversal_uid_is_refused(make_node, study_copy: Path) -> None:  # 
     ds = dcmread(first_file(study_copy))
     with pytest.warns(UserWarning, match="Invalid value for VR UI"):
         ds.SeriesInstanceUID = "../../1.2"
-    assoc = associate(node.port)
-    status = assoc.send_c_store(ds)
-    assoc.release()
-    assert status.Status == 0xA900
+    assert store_one(node, ds) == 0xA900
     assert not list((node.spool.root / "incoming").rglob("*.dcm"))
     assert "SeriesInstanceUID" in _quarantine_reasons(node)[0]
 
@@ -223,19 +222,13 @@ def test_sop_class_mismatch_is_refused(
     ds.file_meta.MediaStorageSOPClassUID = CTImageStorage  # request says CT, dataset says PET
     path = tmp_path / "mismatch.dcm"
     ds.save_as(path)
-    assoc = associate(node.port, contexts=(PET, CTImageStorage))
-    status = assoc.send_c_store(path)
-    assoc.release()
-    assert status.Status == 0xA900
+    assert store_one(node, path, contexts=(PET, CTImageStorage)) == 0xA900
     assert len(node.spool.quarantined()) == 1
 
 
 def test_spool_above_watermark_answers_out_of_resources(make_node, study_copy: Path) -> None:  # type: ignore[no-untyped-def]
     full = make_node(spool={"min_free_bytes": 1 << 62})  # more than any disk has free
-    assoc = associate(full.port)
-    status = assoc.send_c_store(dcmread(first_file(study_copy)))
-    assoc.release()
-    assert status.Status == 0xA700
+    assert store_one(full, dcmread(first_file(study_copy))) == 0xA700
     assert full.spool.quarantined() == []  # not the sender's fault: nothing kept
     assert not list((full.spool.root / "incoming").rglob("*.dcm"))
 

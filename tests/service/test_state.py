@@ -91,38 +91,23 @@ def test_claim_respects_live_lease_and_takes_expired_one(store: StateStore) -> N
     store.record_instance(instance("1.2.3.1"))
     store.transition("1.2.3", S.COMPLETE, "c", expect=[S.RECEIVING])
     store.transition("1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], pending_step="denoise")
-    claimed = store.claim(
-        "1.2.3",
-        S.PROCESSING,
-        expect=[S.QUEUED],
-        lease_s=10,
-        reason="w1",
-        step="denoise",
-        now=1000.0,
-    )
-    assert claimed is not None and claimed.attempts == 1
-    assert (
-        store.claim(
+
+    def claim_at(now: float) -> object:
+        return store.claim(
             "1.2.3",
             S.PROCESSING,
             expect=[S.QUEUED],
             lease_s=10,
-            reason="w2",
+            reason="worker",
             step="denoise",
-            now=1005.0,
+            now=now,
         )
-        is None
-    )
-    retaken = store.claim(
-        "1.2.3",
-        S.PROCESSING,
-        expect=[S.QUEUED],
-        lease_s=10,
-        reason="w2",
-        step="denoise",
-        now=1011.0,
-    )
-    assert retaken is not None and retaken.attempts == 2
+
+    claimed = claim_at(1000.0)
+    assert claimed is not None and claimed.attempts == 1  # type: ignore[attr-defined]
+    assert claim_at(1005.0) is None  # lease still held
+    retaken = claim_at(1011.0)
+    assert retaken is not None and retaken.attempts == 2  # type: ignore[attr-defined]
 
 
 def test_failed_series_is_claimed_only_by_the_failed_step(store: StateStore) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from test_net_unipet import _perturbed  # type: ignore[import-not-found]
 
 from model.losses import style_consistency_loss
 from model.networks import NetworkConfig, StyleInput, StylePooling, UniPETNet
@@ -23,17 +24,6 @@ OPTIONS: list[dict[str, object]] = [
     {"demodulate": False},
     {"style_pooling": "body", "style_input": "suv_highpass", "demodulate": False},
 ]
-
-
-def _perturbed(config: NetworkConfig, seed: int = 0) -> UniPETNet:
-    """A network whose zero-initialised layers (head, style affines) are randomised."""
-    torch.manual_seed(seed)
-    net = UniPETNet(config)
-    with torch.no_grad():
-        for name, param in net.named_parameters():
-            if name.startswith("head") or ".affine." in name:
-                param.normal_(0.0, 0.1)
-    return net.eval()
 
 
 def _body_in_air(noise: float, air: int, seed: int = 0) -> torch.Tensor:

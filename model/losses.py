@@ -26,6 +26,7 @@ __all__ = [
     "generator_adversarial_loss",
     "gradient_penalty",
     "l1_loss",
+    "lesion_l1_loss",
     "local_variance",
     "rals_mask",
     "style_consistency_loss",
@@ -37,6 +38,20 @@ RALS_THRESHOLD_SUV2 = 0.05
 def l1_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean absolute error, applied to every voxel (the fidelity term)."""
     return F.l1_loss(output, target)
+
+
+def lesion_l1_loss(
+    output: torch.Tensor, target: torch.Tensor, lesion: torch.Tensor
+) -> torch.Tensor:
+    """Mean absolute error over lesion voxels only (zero when the batch has none).
+
+    Lesions are a fraction of a percent of the voxels, so in the plain L1 mean their error is
+    invisible and the cheapest answer is to flatten them; this term weighs them as a whole.
+    """
+    count = lesion.sum()
+    if float(count) == 0.0:
+        return output.sum() * 0.0
+    return ((output - target).abs() * lesion).sum() / count
 
 
 def local_variance(volume: torch.Tensor, size: int = 3) -> torch.Tensor:

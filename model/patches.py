@@ -6,7 +6,10 @@ read, so training never touches a validation or test phantom. All volumes are co
 SUV once at load time (see ``model.networks.unipet`` for why the network works in SUV).
 
 Patch centres are drawn from body voxels (full-dose SUV above ``BODY_SUV``): most of a PET
-volume is air, and patches of air teach nothing. Every draw comes from the caller's numpy
+volume is air, and patches of air teach nothing. A fraction of the patches (``lesion_fraction``)
+is centred on a lesion voxel instead: lesions fill well under 1 % of the body, so with body
+sampling alone the network sees too few of them and learns to flatten small hot spots, which
+is exactly the SUVmax a physicist reads. Every draw comes from the caller's numpy
 ``Generator``, so a sampler plus the generator's state reproduces the exact batch sequence,
 which is what makes training resumable bit for bit.
 """
@@ -38,15 +41,18 @@ class SuvStudy:
     suv_per_bqml: float
     full_dose_suv: FloatArray
     low_dose_suv: dict[float, FloatArray]
+    lesion_labels: npt.NDArray[np.int16] | None = None
 
 
 @dataclass(frozen=True)
 class PatchBatch:
-    """A training batch: low-dose and full-dose stacks (N, S, P, P) in SUV, DRF per sample."""
+    """A training batch: low-dose and full-dose stacks (N, S, P, P) in SUV, DRF per sample,
+    and the lesion mask of the centre slice (N, 1, P, P; zeros where a phantom has none)."""
 
     low_dose: FloatArray
     full_dose: FloatArray
     drf: npt.NDArray[np.float64]
+    lesion_mask: FloatArray | None = None
 
 
 def load_split(dataset_dir: Path, split: str, drfs: Sequence[float]) -> list[SuvStudy]:
@@ -74,6 +80,7 @@ def load_split(dataset_dir: Path, split: str, drfs: Sequence[float]) -> list[Suv
                 suv_per_bqml=study.suv_per_bqml,
                 full_dose_suv=study.full_dose_bqml * factor,
                 low_dose_suv={float(d): study.low_dose_bqml[float(d)] * factor for d in drfs},
+                lesion_labels=study.lesion_labels,
             )
         )
     return studies
@@ -101,33 +108,59 @@ class PatchSampler:
         drfs: Sequence[float],
         context_slices: int,
         patch_size: int,
+        lesion_fraction: float = 0.0,
     ) -> None:
         if not studies:
             raise ValueError("a sampler needs at least one study")
+        if not 0.0 <= lesion_fraction <= 1.0:
+            raise ValueError(f"lesion_fraction {lesion_fraction} is not in [0, 1]")
         self.studies = list(studies)
         self.drfs = [float(d) for d in drfs]
         self.context = context_slices
         self.patch = patch_size
+        self.lesion_fraction = lesion_fraction
         self.body = [np.flatnonzero(s.full_dose_suv > BODY_SUV) for s in self.studies]
+        self.lesions = [
+            np.flatnonzero(s.lesion_labels > 0) if s.lesion_labels is not None else np.empty(0)
+            for s in self.studies
+        ]
         for study, body in zip(self.studies, self.body, strict=True):
             if body.size == 0 or min(study.full_dose_suv.shape[1:]) < patch_size:
                 raise ValueError(f"seed {study.seed}: no body voxels or slices < {patch_size}")
 
+    def _centre(self, rng: np.random.Generator, k: int) -> int:
+        """Flat index of a patch centre in study ``k``: a lesion voxel with probability
+        ``lesion_fraction`` (when the phantom has lesions), else a body voxel."""
+        if (
+            self.lesion_fraction > 0.0
+            and self.lesions[k].size
+            and rng.random() < self.lesion_fraction
+        ):
+            return int(rng.choice(self.lesions[k]))
+        return int(rng.choice(self.body[k]))
+
     def sample(self, rng: np.random.Generator, batch_size: int) -> PatchBatch:
         """One batch; every random choice comes from ``rng``."""
-        low, full, drfs = [], [], []
+        low, full, lesion, drfs = [], [], [], []
         for _ in range(batch_size):
             k = int(rng.integers(len(self.studies)))
             drf = self.drfs[int(rng.integers(len(self.drfs)))]
             study = self.studies[k]
-            z, y, x = np.unravel_index(rng.choice(self.body[k]), study.full_dose_suv.shape)
+            z, y, x = np.unravel_index(self._centre(rng, k), study.full_dose_suv.shape)
             y0 = int(np.clip(y - self.patch // 2, 0, study.full_dose_suv.shape[1] - self.patch))
             x0 = int(np.clip(x - self.patch // 2, 0, study.full_dose_suv.shape[2] - self.patch))
             window = (slice(None), slice(y0, y0 + self.patch), slice(x0, x0 + self.patch))
             centre = np.array([z], dtype=np.int64)
+            labels = study.lesion_labels
+            mask = (
+                (labels[z, y0 : y0 + self.patch, x0 : x0 + self.patch] > 0)
+                if labels is not None
+                else np.zeros((self.patch, self.patch), dtype=bool)
+            )
             pair = [
                 slice_stack(study.low_dose_suv[drf], centre, self.context)[0][window],
                 slice_stack(study.full_dose_suv, centre, self.context)[0][window],
+                mask[None],
             ]
             flips = rng.integers(2, size=3)
             for axis, flip in enumerate(flips):
@@ -135,9 +168,11 @@ class PatchSampler:
                     pair = [np.flip(p, axis=axis) for p in pair]
             low.append(pair[0])
             full.append(pair[1])
+            lesion.append(pair[2])
             drfs.append(drf)
         return PatchBatch(
             low_dose=np.ascontiguousarray(np.stack(low), dtype=np.float32),
             full_dose=np.ascontiguousarray(np.stack(full), dtype=np.float32),
             drf=np.asarray(drfs, dtype=np.float64),
+            lesion_mask=np.ascontiguousarray(np.stack(lesion), dtype=np.float32),
         )

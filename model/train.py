@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ from model.losses import (
     critic_loss,
     generator_adversarial_loss,
     l1_loss,
+    lesion_l1_loss,
     rals_mask,
     style_consistency_loss,
 )
@@ -49,9 +51,18 @@ from model.networks import (
     count_parameters,
 )
 from model.patches import PatchBatch, PatchSampler, SuvStudy, load_split
-from model.weights_io import save_weights
+from model.weights_io import load_network, save_weights
 
-__all__ = ["TrainConfig", "Trainer", "calibrate_drf", "main", "resolve_device", "train"]
+__all__ = [
+    "TrainConfig",
+    "Trainer",
+    "calibrate_drf",
+    "generator_param_groups",
+    "lr_factor",
+    "main",
+    "resolve_device",
+    "train",
+]
 
 TRAINING_DRFS = (4.0, 10.0, 20.0, 50.0, 100.0)
 
@@ -71,15 +82,23 @@ class TrainConfig:
     style_pooling: str = StylePooling.SLICE.value
     style_input: str = StyleInput.SUV.value
     demodulate: bool = True
+    modulate_full_resolution: bool = False
     seed: int = 0
     threads: int = 1
     device: str = "auto"
     batch_size: int = 8
     patch_size: int = 64
+    lesion_patch_fraction: float = 0.0
     stage1_steps: int = 2000
     stage2_steps: int = 1000
     critic_warmup_steps: int = 100
+    mse_weight: float = 0.0
+    lesion_loss_weight: float = 0.0
     lr_generator: float = 2e-4
+    style_lr_multiplier: float = 1.0
+    lr_schedule: str = "constant"
+    lr_final_fraction: float = 0.1
+    init_weights: str = ""
     lr_critic: float = 1e-4
     style_weight: float = 1.0
     adversarial_weight: float = 1e-3
@@ -100,12 +119,52 @@ class TrainConfig:
             style_pooling=StylePooling(self.style_pooling),
             style_input=StyleInput(self.style_input),
             demodulate=self.demodulate,
+            modulate_full_resolution=self.modulate_full_resolution,
         )
 
     @property
     def total_steps(self) -> int:
         """Steps of both stages together."""
         return self.stage1_steps + self.stage2_steps
+
+
+def generator_param_groups(
+    net: UniPETNet, lr: float, style_lr_multiplier: float
+) -> list[dict[str, object]]:
+    """Backbone at ``lr``; the style path (SAN encoder and the modulation affines) at
+    ``lr * style_lr_multiplier``.
+
+    The affines start at zero so an untrained style leaves the backbone plain; that also
+    means the style path's first gradients are about 100 times smaller than the backbone's,
+    and at one learning rate the codes stay nearly dose-blind for thousands of steps.
+    """
+    style: list[torch.nn.Parameter] = []
+    backbone: list[torch.nn.Parameter] = []
+    for name, param in net.named_parameters():
+        is_style = name.startswith("style.") or ".affine." in name
+        (style if is_style else backbone).append(param)
+    groups: list[dict[str, object]] = [{"params": backbone, "lr": lr}]
+    if style:
+        groups.append({"params": style, "lr": lr * style_lr_multiplier})
+    return groups
+
+
+def lr_factor(schedule: str, step: int, total: int, final_fraction: float) -> float:
+    """Learning-rate multiplier at ``step`` of ``total``: 1 for ``constant``; for ``cosine``
+    a half cosine from 1 down to ``final_fraction`` at the last step.
+
+    A decaying rate lets the last thousands of steps average out the batch noise that a
+    constant rate keeps in the weights (and so in the output's SUV bias from run to run).
+
+    Raises:
+        ValueError: an unknown schedule.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {schedule!r}")
+    progress = min(max(step / max(total, 1), 0.0), 1.0)
+    return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -126,8 +185,15 @@ class Trainer:
         self.device = resolve_device(config.device)
         self.net = UniPETNet(config.network()).to(self.device)
         self.critic = PatchCritic().to(self.device)
-        self.opt_g = torch.optim.Adam(self.net.parameters(), config.lr_generator, betas=(0.9, 0.99))
+        self.opt_g = torch.optim.Adam(
+            generator_param_groups(self.net, config.lr_generator, config.style_lr_multiplier),
+            config.lr_generator,
+            betas=(0.9, 0.99),
+        )
         self.opt_d = torch.optim.Adam(self.critic.parameters(), config.lr_critic, betas=(0.5, 0.9))
+        self._base_lr_g = [float(g["lr"]) for g in self.opt_g.param_groups]
+        if config.init_weights:
+            self.net.load_state_dict(load_network(Path(config.init_weights))[0].state_dict())
         self.rng = np.random.default_rng(config.seed)
         self.gp_generator = torch.Generator().manual_seed(config.seed + 1)
         self.step_index = 0
@@ -135,30 +201,55 @@ class Trainer:
 
     def step(self) -> dict[str, float]:
         """Sample a batch and take the next training step; returns its losses."""
+        self._set_learning_rates()
         record = self.train_on(self.sampler.sample(self.rng, self.config.batch_size))
         self.history.append(record)
         self.step_index += 1
         return record
 
+    def _set_learning_rates(self) -> None:
+        """Scale the generator's groups by the schedule's factor for ``step_index``.
+
+        The factor is a pure function of the step, so a resumed run follows the same curve.
+        The critic keeps its rate: it only trains in stage 2, where it must keep up.
+        """
+        factor = lr_factor(
+            self.config.lr_schedule,
+            self.step_index,
+            self.config.total_steps,
+            self.config.lr_final_fraction,
+        )
+        for group, base in zip(self.opt_g.param_groups, self._base_lr_g, strict=True):
+            group["lr"] = base * factor
+
     def train_on(self, batch: PatchBatch) -> dict[str, float]:
         """One step of whichever stage ``step_index`` is in, on a given batch."""
         low = torch.from_numpy(batch.low_dose).to(self.device)
         full = torch.from_numpy(batch.full_dose).to(self.device)
+        lesion = (
+            torch.from_numpy(batch.lesion_mask).to(self.device)
+            if batch.lesion_mask is not None
+            else None
+        )
         record: dict[str, float] = {"step": float(self.step_index)}
         stage2_step = self.step_index - self.config.stage1_steps
         if stage2_step < 0:
-            record.update(self._generator_step(low, full, mask=None))
+            record.update(self._generator_step(low, full, mask=None, lesion=lesion))
             record["stage"] = 1.0
             return record
         mask = rals_mask(full, self.config.rals_threshold_suv2)
         record["critic"] = self._critic_step(low, full, mask)
         if stage2_step >= self.config.critic_warmup_steps:
-            record.update(self._generator_step(low, full, mask=mask))
+            record.update(self._generator_step(low, full, mask=mask, lesion=lesion))
         record["stage"] = 2.0
         return record
 
     def _generator_step(
-        self, low: torch.Tensor, full: torch.Tensor, mask: torch.Tensor | None
+        self,
+        low: torch.Tensor,
+        full: torch.Tensor,
+        mask: torch.Tensor | None,
+        lesion: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """Generator update: L1 alone in stage 1 (``mask`` None); in stage 2 also the style
         consistency and the adversarial loss on the RALS ``mask``."""
@@ -168,7 +259,12 @@ class Trainer:
         codes = self.net.style_codes(low)
         out = self.net(low, codes)
         centre = cfg.context_slices // 2
-        losses = {"l1": l1_loss(out, full[:, centre : centre + 1])}
+        target = full[:, centre : centre + 1]
+        losses = {"l1": l1_loss(out, target)}
+        if cfg.lesion_loss_weight > 0.0 and lesion is not None:
+            losses["lesion"] = cfg.lesion_loss_weight * lesion_l1_loss(out, target, lesion)
+        if cfg.mse_weight > 0.0:
+            losses["mse"] = cfg.mse_weight * torch.nn.functional.mse_loss(out, target)
         if mask is not None:
             if self.net.style is not None:
                 stack = torch.cat([full[:, :centre], out, full[:, centre + 1 :]], dim=1)
@@ -299,7 +395,13 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
     studies = load_split(Path(config.dataset_dir), "train", config.drfs)
-    sampler = PatchSampler(studies, config.drfs, config.context_slices, config.patch_size)
+    sampler = PatchSampler(
+        studies,
+        config.drfs,
+        config.context_slices,
+        config.patch_size,
+        lesion_fraction=config.lesion_patch_fraction,
+    )
     trainer = Trainer(config, sampler)
     checkpoint = out / "checkpoint.pt"
     if resume and checkpoint.is_file():

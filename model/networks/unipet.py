@@ -13,6 +13,10 @@ Diagram (C = widths, S = context slices, codes from :class:`StyleEncoder`)::
                              ResBlock ─ head ─> residual (N,1,H,W)
     output = centre slice of the stack + residual
 
+With ``modulate_full_resolution`` the two full-resolution blocks are modulated too (by the
+half-resolution code): voxel-scale noise is what differs most between DRFs, and it is at
+full resolution that the network decides how much of it to keep.
+
 Normalisation: every voxel is in SUV (Bq/ml times the study's ``suv_per_bqml``), so tissue
 is O(1) whatever the injected activity and patient weight, and one network serves every
 patient. No further scaling: the network is fed, and predicts, SUV. It predicts a residual
@@ -59,13 +63,15 @@ class NetworkConfig:
     style_pooling: StylePooling = StylePooling.SLICE
     style_input: StyleInput = StyleInput.SUV
     demodulate: bool = True
+    modulate_full_resolution: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variant", Variant(self.variant))
         object.__setattr__(self, "style_pooling", StylePooling(self.style_pooling))
         object.__setattr__(self, "style_input", StyleInput(self.style_input))
-        if not isinstance(self.demodulate, bool):
-            raise TypeError(f"demodulate must be a bool, got {self.demodulate!r}")
+        for name in ("demodulate", "modulate_full_resolution"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if self.context_slices < 1 or self.context_slices % 2 == 0:
             raise ValueError(f"context_slices must be odd and >= 1, got {self.context_slices}")
@@ -96,6 +102,9 @@ class UniPETNet(nn.Module):
                 return ModulatedResBlock(channels, config.code_dim, config.demodulate)
             return ResBlock(channels)
 
+        def full(channels: int) -> nn.Module:
+            return coarse(channels) if config.modulate_full_resolution else ResBlock(channels)
+
         self.style = (
             StyleEncoder(
                 config.context_slices,
@@ -108,7 +117,7 @@ class UniPETNet(nn.Module):
             else None
         )
         self.stem = ConvAct(config.context_slices, c0)
-        self.enc0 = ResBlock(c0)
+        self.enc0 = full(c0)
         self.down1 = Downsample(c0, c1)
         self.enc1 = coarse(c1)
         self.down2 = Downsample(c1, c2)
@@ -117,7 +126,7 @@ class UniPETNet(nn.Module):
         self.up2 = UpsampleFuse(c2, c1, c1)
         self.dec1 = coarse(c1)
         self.up1 = UpsampleFuse(c1, c0, c0)
-        self.dec0 = ResBlock(c0)
+        self.dec0 = full(c0)
         self.head = nn.Conv2d(c0, 1, 3, padding=1)
         nn.init.zeros_(self.head.weight)
         if self.head.bias is not None:
@@ -142,13 +151,20 @@ class UniPETNet(nn.Module):
         middle = self.config.context_slices // 2
         centre = padded[:, middle : middle + 1]
 
-        skip0 = self.enc0(self.stem(padded))
+        full_code = half if self.config.modulate_full_resolution else None
+        skip0 = _block(self.enc0, self.stem(padded), full_code)
         skip1 = self.enc1(self.down1(skip0), half)
         deep = self.bottleneck2(self.bottleneck1(self.down2(skip1), quarter), quarter)
         up1 = self.dec1(self.up2(deep, skip1), half)
-        residual: torch.Tensor = self.head(self.dec0(self.up1(up1, skip0)))
+        residual: torch.Tensor = self.head(_block(self.dec0, self.up1(up1, skip0), full_code))
         out = centre + residual
         return out[..., :height, :width]
+
+
+def _block(block: nn.Module, x: torch.Tensor, code: torch.Tensor | None) -> torch.Tensor:
+    """Apply a full-resolution block: modulated by ``code`` when it is one, else plain."""
+    out: torch.Tensor = block(x) if code is None else block(x, code)
+    return out
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

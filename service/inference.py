@@ -126,18 +126,29 @@ class GaussianDenoiser:
 
 
 class UniPETDenoiser:
-    """Trained UniPET weights, labelled with the version and hash of the exact file loaded."""
+    """Trained UniPET weights, labelled with the version and hash of the exact file loaded.
+
+    The model card beside the weights (``<stem>.json``, written by ``model.package``) gives
+    the version, but only if its ``weights_sha256`` is the hash of the file loaded: a
+    corrupted or swapped weights file must never carry the identity of the one the card
+    describes. Without a card the node's own version labels the output, with a warning.
+    """
 
     def __init__(self, weights: Path, device: str, threads: int | None) -> None:
         try:
+            before = _sha256_file(weights)
             self._network = load_network(weights, threads=threads, device=device)
-        except WeightsError as exc:
+        except (OSError, WeightsError) as exc:
             raise ConfigError(f"model.weights: cannot load {weights}: {exc}") from exc
-        sha256 = hashlib.sha256(weights.read_bytes()).hexdigest()
+        # The model hashes the file after reading its tensors; the same hash before the read
+        # shows the tensors loaded are the bytes that hash names.
+        sha256 = self._network.weights_sha256
+        if sha256 != before:
+            raise ConfigError(f"model.weights: {weights} changed while it was being loaded")
         self.device = device
         self.algorithm = AlgorithmIdentity(
             name="UniPET",
-            version=_card_version(weights) or node_version(),
+            version=_card_version(weights, sha256),
             weights_sha256=sha256,
             description="UniPET universal low-dose PET denoiser (style alignment network)",
             parameters={"weights": weights.name},
@@ -164,16 +175,46 @@ class UniPETDenoiser:
         )
 
 
-def _card_version(weights: Path) -> str | None:
-    """Version from the model card beside the weights (``<stem>.json``), if there is one."""
-    card = weights.with_suffix(".json")
-    if not card.is_file():
-        return None
+def _sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _card_version(weights: Path, sha256: str) -> str:
+    """Version from the model card beside the weights, once the card vouches for this file.
+
+    Raises:
+        ConfigError: the card is unreadable, names another SHA-256, or names no version.
+    """
+    card_path = weights.with_suffix(".json")
+    if not card_path.is_file():
+        log.warning(
+            "model_card_missing weights=%s version=%s reason=no %s beside the weights",
+            weights.name,
+            node_version(),
+            card_path.name,
+        )
+        return node_version()
     try:
-        version_value = json.loads(card.read_text()).get("version")
-    except (OSError, json.JSONDecodeError):
-        return None
-    return str(version_value) if version_value else None
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"model.weights: unreadable model card {card_path}: {exc}") from exc
+    if not isinstance(card, dict):
+        raise ConfigError(f"model.weights: model card {card_path} is not a JSON object")
+    if card.get("weights_sha256") != sha256:
+        raise ConfigError(
+            f"model.weights: model card {card_path} names SHA-256 {card.get('weights_sha256')}, "
+            f"but {weights} has SHA-256 {sha256}: the weights are corrupted or not the ones "
+            "the card describes"
+        )
+    version_value = card.get("version")
+    if not isinstance(version_value, str) or not version_value:
+        raise ConfigError(f"model.weights: model card {card_path} names no version")
+    return version_value
 
 
 def shipped_weights() -> Path | None:

@@ -3,6 +3,8 @@
     python -m model.evaluate --dataset DS_DIR --methods gaussian tuned_gaussian nlm \\
         unipet=RUN/unipet-unipet.safetensors --drfs 4 10 20 50 100 7 15 33 75 --out DIR
     python -m model.evaluate --dataset test:90-92 --size tiny --methods gaussian nlm --out DIR
+    python -m model.evaluate --dataset DS_DIR --methods gaussian \\
+        --drf-estimator RUN/unipet-unipet.safetensors --out DIR
 
 ``--dataset`` is a dataset folder (its manifest's test split and size are used) or a seed
 spec: ``train:0-79,validation:80-89,test:90-99`` or bare test seeds (``90-92``, ``90,95``).
@@ -12,7 +14,10 @@ that is in a training or validation split, in the baselines' tuning seeds or in 
 model card is refused: the evaluation never scores a phantom a method has seen.
 
 Writes ``results.json``, ``results.md`` and ``mip_drf<DRF>.png`` (first test phantom) to
-``--out`` and prints the markdown tables.
+``--out`` and prints the markdown tables. With ``--drf-estimator WEIGHTS`` the calibrated DRF
+estimate of those weights is also scored on every low-dose test volume
+(``model.evaluation.drf_accuracy``): its table follows the method tables and is appended to
+``results.md``, with the records in ``drf_estimate.json``.
 """
 
 from __future__ import annotations
@@ -22,25 +27,38 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from model.errors import ModelError
-from model.evaluation.methods import LOW_DOSE, Method, parse_methods
+from model.evaluation.drf_accuracy import DrfRecord, write_drf_report
+from model.evaluation.methods import LOW_DOSE, Method, card_train_seeds, parse_methods
 from model.evaluation.metrics import EvalCase, case_metrics
 from model.evaluation.report import CaseRow, save_mip_figure, write_reports
 from model.evaluation.tuning import VALIDATION_SEEDS
 from model.simulate import SimulatedStudy, simulate_study
 from model.simulate.build_dataset import TRAINING_DRFS
 from model.simulate.dataset import parse_split_spec
+from model.weights_io import sha256_file
 
-__all__ = ["EvalSplit", "check_unseen", "main", "resolve_split", "run_evaluation"]
+__all__ = [
+    "DrfEstimateFn",
+    "EvalResult",
+    "EvalSplit",
+    "check_unseen",
+    "main",
+    "resolve_split",
+    "run_evaluation",
+]
 
 ALL_DRFS = (*TRAINING_DRFS, 7.0, 15.0, 33.0, 75.0)
+#: ``(volume_bqml, suv_per_bqml) -> estimated DRF``, None where it cannot tell.
+DrfEstimateFn = Callable[[npt.NDArray[np.float32], float], float | None]
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,16 @@ class EvalSplit:
     test_seeds: list[int]
     seen_seeds: dict[str, list[int]]
     size: str | None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What an evaluation produced: metric rows, MIP figures and DRF estimates."""
+
+    rows: list[CaseRow]
+    figures: list[Path]
+    drf_records: list[DrfRecord] = field(default_factory=list)
+    drf_unestimated: int = 0  # volumes the estimator could not judge (no body voxels)
 
 
 def _bare_seeds(spec: str) -> list[int]:
@@ -127,8 +155,12 @@ def run_evaluation(
     methods: Sequence[Method],
     out: Path,
     n_test: int | None = None,
-) -> tuple[list[CaseRow], list[Path]]:
+    estimate_drf: DrfEstimateFn | None = None,
+) -> EvalResult:
     """Evaluate ``methods`` on the test seeds at every DRF; writes the MIPs of the first seed.
+
+    ``estimate_drf``, when given, is applied to the same low-dose volumes the methods see, so
+    each phantom is simulated once for both.
 
     Raises:
         ValueError: a test seed was seen by a split, the baselines' tuning or a network.
@@ -139,12 +171,20 @@ def run_evaluation(
     seeds = split.test_seeds[:n_test] if n_test else split.test_seeds
     rows: list[CaseRow] = []
     figures: list[Path] = []
+    records: list[DrfRecord] = []
+    unestimated = 0
     for index, seed in enumerate(seeds):
         study = simulate_study(seed, list(drfs), size=size)  # type: ignore[arg-type]
         case = EvalCase.from_study(study)
         for drf in drfs:
             case_rows, outputs = _run_case(study, drf, methods, case)
             rows.extend(case_rows)
+            if estimate_drf is not None:
+                estimate = estimate_drf(study.low_dose_bqml[drf], study.suv_per_bqml)
+                if estimate is None:
+                    unestimated += 1
+                else:
+                    records.append(DrfRecord(seed, drf, estimate))
             if index == 0:
                 panels = [*outputs, ("full dose", study.full_dose_bqml)]
                 title = f"DRF {drf:g}, test seed {seed}, {size}"
@@ -152,7 +192,7 @@ def run_evaluation(
                 figures.append(
                     save_mip_figure(path, panels, study.spacing_mm, study.suv_per_bqml, title)
                 )
-    return rows, figures
+    return EvalResult(rows, figures, records, unestimated)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -174,7 +214,54 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--n-test", type=int, default=None, help="use only the first N test seeds")
     p.add_argument("--threads", type=int, default=1, help="torch threads for simulation")
+    p.add_argument(
+        "--drf-estimator",
+        type=Path,
+        default=None,
+        metavar="WEIGHTS",
+        help="safetensors weights whose DRF calibration is scored on the low-dose inputs",
+    )
     return p
+
+
+def _load_drf_estimator(path: Path, threads: int) -> DrfEstimateFn | None:
+    """The calibrated estimate of a weights file, or None when it carries no calibration.
+
+    Raises:
+        model.errors.WeightsError: the weights file cannot be loaded.
+    """
+    from model.inference import load_denoiser
+
+    denoiser = load_denoiser(path, threads=threads, device="cpu")
+    if denoiser.drf_calibration is None:
+        return None
+    return denoiser.estimate_drf
+
+
+def _report_drf(
+    result: EvalResult, out: Path, weights: Path, calibrated: bool, meta: Mapping[str, object]
+) -> None:
+    """Print the DRF estimate table and write it next to the method tables."""
+    if not calibrated:
+        print(
+            f"DRF estimate: {weights} carries no DRF calibration (its estimate is None); "
+            "accuracy not measured"
+        )
+        return
+    if not result.drf_records:
+        print(f"DRF estimate: no volume of the evaluation could be estimated with {weights}")
+        return
+    meta = {
+        **meta,
+        "weights_sha256": sha256_file(weights),
+        "training_drfs": list(TRAINING_DRFS),
+        "n_unestimated": result.drf_unestimated,
+    }
+    json_path, markdown = write_drf_report(
+        out, result.drf_records, TRAINING_DRFS, weights.name, meta
+    )
+    print(markdown)
+    print(f"wrote {json_path} and appended the DRF estimate table to {out / 'results.md'}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -185,11 +272,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = resolve_split(args.dataset)
         methods = parse_methods(args.methods)
         size = args.size or split.size or "small"
+        estimator = None
+        if args.drf_estimator is not None:
+            estimator = _load_drf_estimator(args.drf_estimator, args.threads)
+            calibration = sorted(card_train_seeds(args.drf_estimator))
+            split = replace(split, seen_seeds={**split.seen_seeds, "DRF calibration": calibration})
         start = time.perf_counter()
-        rows, figures = run_evaluation(split, size, args.drfs, methods, args.out, args.n_test)
+        result = run_evaluation(split, size, args.drfs, methods, args.out, args.n_test, estimator)
     except (ValueError, FileNotFoundError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    rows, figures = result.rows, result.figures
     seeds = sorted({r.seed for r in rows})
     meta = {"size": size, "test_seeds": seeds, "drfs": list(args.drfs)}
     names = [m.name for m in methods]
@@ -197,6 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out, rows, args.drfs, names, TRAINING_DRFS, meta
     )
     print(markdown)
+    if args.drf_estimator is not None:
+        _report_drf(result, args.out, args.drf_estimator, estimator is not None, meta)
     compared = ", ".join(n for n in names if n != LOW_DOSE)
     print(
         f"wrote {json_path}, {md_path} and {len(figures)} figures "

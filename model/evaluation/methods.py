@@ -32,6 +32,7 @@ __all__ = [
     "LOW_DOSE",
     "DenoiseFn",
     "Method",
+    "card_train_seeds",
     "network_method",
     "parse_method",
     "parse_methods",
@@ -78,8 +79,8 @@ def _tuned_gaussian_for(drf: float) -> DenoiseFn:
 def network_method(name: str, weights_path: Path) -> Method:
     """Adapter from a trained network's safetensors file to a method.
 
-    The model card written next to the weights (same stem, ``.json``) lists the training
-    phantoms; they are carried along so the evaluation can refuse a test seed the network saw.
+    The training phantoms of the model card next to the weights (:func:`card_train_seeds`)
+    are carried along so the evaluation can refuse a test seed the network saw.
 
     Raises:
         model.errors.WeightsError: the weights file cannot be loaded.
@@ -87,16 +88,24 @@ def network_method(name: str, weights_path: Path) -> Method:
     from model.inference import load_denoiser
 
     denoiser = load_denoiser(weights_path, threads=1, device="auto")
-    card_path = weights_path.with_suffix(".json")
-    seeds: list[int] = []
-    if card_path.is_file():
-        card = json.loads(card_path.read_text())
-        seeds = [int(s) for s in (card.get("data", {}).get("train_seeds") or [])]
 
     def run(volume: FloatVolume, spacing_mm: tuple[float, float, float], suv: float) -> FloatVolume:
         return denoiser.denoise(volume, suv).volume_bqml
 
-    return Method(name, lambda drf: run, frozenset(seeds))
+    return Method(name, lambda drf: run, card_train_seeds(weights_path))
+
+
+def card_train_seeds(weights_path: Path) -> frozenset[int]:
+    """Training phantoms listed in the model card beside a weights file (none without a card).
+
+    Both the network and its DRF calibration were fitted on them, so neither may be scored
+    on them.
+    """
+    card_path = weights_path.with_suffix(".json")
+    if not card_path.is_file():
+        return frozenset()
+    card = json.loads(card_path.read_text())
+    return frozenset(int(s) for s in (card.get("data", {}).get("train_seeds") or []))
 
 
 def parse_method(spec: str) -> Method:

@@ -1,0 +1,182 @@
+"""Accuracy of the calibrated DRF estimate on held-out test phantoms: summary, table, JSON.
+
+The node records the estimated DRF of every input it denoises, so a reader of the model card
+must know how far off it can be, both at the DRFs the calibration was fitted on and at DRFs
+it never saw. The error of one estimate is the factor ``max(est / true, true / est)``: a DRF
+is a ratio of doses, so halving and doubling are the same size of mistake.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "BAND_FACTOR",
+    "DrfOverall",
+    "DrfRecord",
+    "DrfSummary",
+    "drf_document",
+    "drf_markdown",
+    "factor_error",
+    "overall_accuracy",
+    "summarise_by_drf",
+    "write_drf_report",
+]
+
+BAND_FACTOR = 1.5  # an estimate within this factor of the truth counts as right
+JSON_NAME = "drf_estimate.json"
+
+
+@dataclass(frozen=True)
+class DrfRecord:
+    """The estimated DRF of one test phantom's low-dose volume at one true DRF."""
+
+    seed: int
+    drf: float
+    estimate: float
+
+
+@dataclass(frozen=True)
+class DrfSummary:
+    """Estimates at one true DRF over the test phantoms."""
+
+    drf: float
+    training: bool
+    n: int
+    median_estimate: float
+    median_factor_error: float
+    fraction_within_band: float
+
+
+@dataclass(frozen=True)
+class DrfOverall:
+    """Estimates over every phantom and DRF together."""
+
+    n: int
+    median_factor_error: float
+    fraction_within_band: float
+
+
+def factor_error(estimate: float, true: float) -> float:
+    """``max(estimate / true, true / estimate)``: 1 is exact, 2 is off by a factor of two.
+
+    Raises:
+        ValueError: either value is not positive.
+    """
+    if not (estimate > 0 and true > 0):
+        raise ValueError(f"DRFs must be positive, got estimate={estimate}, true={true}")
+    return max(estimate / true, true / estimate)
+
+
+def _errors(records: Sequence[DrfRecord]) -> np.ndarray:
+    """Factor errors of the records, in order."""
+    return np.asarray([factor_error(r.estimate, r.drf) for r in records], dtype=np.float64)
+
+
+def summarise_by_drf(
+    records: Sequence[DrfRecord], training_drfs: Sequence[float]
+) -> list[DrfSummary]:
+    """One summary per true DRF, in the order the DRFs first appear in ``records``."""
+    training = {float(d) for d in training_drfs}
+    summaries = []
+    for drf in dict.fromkeys(r.drf for r in records):
+        sel = [r for r in records if r.drf == drf]
+        errors = _errors(sel)
+        summaries.append(
+            DrfSummary(
+                drf=drf,
+                training=float(drf) in training,
+                n=len(sel),
+                median_estimate=float(np.median([r.estimate for r in sel])),
+                median_factor_error=float(np.median(errors)),
+                fraction_within_band=float(np.mean(errors <= BAND_FACTOR)),
+            )
+        )
+    return summaries
+
+
+def overall_accuracy(records: Sequence[DrfRecord]) -> DrfOverall:
+    """Median factor error and in-band fraction over all records.
+
+    Raises:
+        ValueError: no records.
+    """
+    if not records:
+        raise ValueError("no DRF estimates to summarise")
+    errors = _errors(records)
+    return DrfOverall(
+        n=len(records),
+        median_factor_error=float(np.median(errors)),
+        fraction_within_band=float(np.mean(errors <= BAND_FACTOR)),
+    )
+
+
+def drf_markdown(summaries: Sequence[DrfSummary], overall: DrfOverall, weights_name: str) -> str:
+    """A markdown table of the per-DRF summaries and a closing overall line."""
+    lines = [
+        f"### DRF estimate of the low-dose input ({weights_name})",
+        "",
+        "Factor error = max(estimate / true, true / estimate); medians over test phantoms.",
+        "",
+        "| true DRF | DRF kind | n | median estimate | median factor error "
+        f"| within x{BAND_FACTOR:g} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        kind = "training" if s.training else "unseen"
+        lines.append(
+            f"| {s.drf:g} | {kind} | {s.n} | {s.median_estimate:.1f} "
+            f"| {s.median_factor_error:.2f} | {s.fraction_within_band:.0%} |"
+        )
+    lines += [
+        "",
+        f"Overall: median factor error {overall.median_factor_error:.2f} over {overall.n} "
+        f"cases, {overall.fraction_within_band:.0%} within x{BAND_FACTOR:g}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def drf_document(
+    records: Sequence[DrfRecord], training_drfs: Sequence[float], meta: Mapping[str, object]
+) -> dict[str, object]:
+    """The JSON document: ``meta``, the band, overall figures, per-DRF summaries and records."""
+    return {
+        **meta,
+        "band_factor": BAND_FACTOR,
+        "overall": dataclasses.asdict(overall_accuracy(records)),
+        "per_drf": [dataclasses.asdict(s) for s in summarise_by_drf(records, training_drfs)],
+        "records": [dataclasses.asdict(r) for r in records],
+    }
+
+
+def write_drf_report(
+    out: Path,
+    records: Sequence[DrfRecord],
+    training_drfs: Sequence[float],
+    weights_name: str,
+    meta: Mapping[str, object],
+) -> tuple[Path, str]:
+    """Write ``drf_estimate.json`` into ``out`` and append the table to ``results.md``.
+
+    Returns:
+        The JSON path and the markdown table.
+
+    Raises:
+        ValueError: no records.
+    """
+    document = drf_document(records, training_drfs, {"weights": weights_name, **meta})
+    markdown = drf_markdown(
+        summarise_by_drf(records, training_drfs), overall_accuracy(records), weights_name
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / JSON_NAME
+    json_path.write_text(json.dumps(document, indent=1, allow_nan=False))
+    with (out / "results.md").open("a") as md:
+        md.write("\n" + markdown)
+    return json_path, markdown

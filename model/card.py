@@ -142,5 +142,6 @@ def package_card(
     if benchmark is not None:
         card["benchmark"] = dict(benchmark)
     if drf_accuracy is not None:
-        card["drf_estimate_accuracy"] = dict(drf_accuracy)
+        # The per-case records stay in the evaluation folder; the card keeps the summary.
+        card["drf_estimate_accuracy"] = {k: v for k, v in drf_accuracy.items() if k != "records"}
     return {key: _finite(value) for key, value in card.items()}

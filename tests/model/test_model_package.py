@@ -194,19 +194,14 @@ def test_markdown_card_has_tables_targets_and_limitations(run: Path) -> None:
     assert str(run) not in markdown
 
 
-def test_benchmark_and_drf_accuracy_are_copied_verbatim(run: Path) -> None:
+def test_benchmark_is_copied_verbatim(run: Path) -> None:
     benchmark = {"shape": [400, 192, 192], "cpu": {"seconds": 41.5, "threads": 2}}
-    accuracy = {"median_factor_error": 1.2, "per_drf": {"4": 1.1}}
     (run / "bench.json").write_text(json.dumps(benchmark))
-    (run / "drf.json").write_text(json.dumps(accuracy))
-    extra = ("--benchmark", str(run / "bench.json"), "--drf-accuracy", str(run / "drf.json"))
-    assert _package(run, *extra) == 0
+    assert _package(run, "--benchmark", str(run / "bench.json")) == 0
     card = json.loads((run / "out" / "unipet-1.0.0.json").read_text())
     assert card["benchmark"] == benchmark
-    assert card["drf_estimate_accuracy"] == accuracy
     markdown = (run / "out" / "unipet-1.0.0.md").read_text()
     assert "| `cpu.seconds` | 41.5 |" in markdown
-    assert "| `per_drf.4` | 1.1 |" in markdown
 
 
 def test_a_version_other_than_the_weights_header_is_refused(
@@ -244,3 +239,38 @@ def test_packaging_twice_is_idempotent(run: Path) -> None:
     first = (run / "out" / "unipet-1.0.0.json").read_text()
     assert _package(run) == 0
     assert (run / "out" / "unipet-1.0.0.json").read_text() == first
+
+
+def test_drf_accuracy_summary_goes_into_both_cards_without_its_records(run: Path) -> None:
+    accuracy = {
+        "band_factor": 1.5,
+        "overall": {"n": 4, "median_factor_error": 1.31, "fraction_within_band": 0.75},
+        "per_drf": [
+            {
+                "drf": 4.0,
+                "training": True,
+                "n": 2,
+                "median_estimate": 4.8,
+                "median_factor_error": 1.2,
+                "fraction_within_band": 1.0,
+            },
+            {
+                "drf": 33.0,
+                "training": False,
+                "n": 2,
+                "median_estimate": 52.0,
+                "median_factor_error": 1.58,
+                "fraction_within_band": 0.5,
+            },
+        ],
+        "records": [{"seed": 90, "drf": 4.0, "estimate": 4.8}],
+    }
+    path = run / "drf_estimate.json"
+    path.write_text(json.dumps(accuracy))
+    assert _package(run, "--drf-accuracy", str(path)) == 0
+    card = json.loads((run / "out" / "unipet-1.0.0.json").read_text())
+    assert "records" not in card["drf_estimate_accuracy"]
+    assert card["drf_estimate_accuracy"]["overall"]["median_factor_error"] == 1.31
+    text = (run / "out" / "unipet-1.0.0.md").read_text()
+    assert "| 33 | no | 2 | 52.0 | 1.58 | 50% |" in text
+    assert "median factor error 1.31 over 4 test volumes, 75% within a factor 1.5" in text

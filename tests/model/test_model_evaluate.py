@@ -148,3 +148,23 @@ def test_network_adapter_denoises_and_carries_its_training_seeds(
     out = method.for_drf(20.0)(low, case.spacing_mm, case.suv_per_bqml)
     assert out.shape == low.shape
     assert np.isfinite(out).all()
+
+
+def test_parallel_evaluation_gives_the_sequential_rows(tmp_path: Path) -> None:
+    from model.evaluate import run_evaluation_parallel
+
+    torch.manual_seed(0)
+    weights = tmp_path / "net.safetensors"
+    save_weights(
+        UniPETNet(NetworkConfig(widths=(4, 8, 8), code_dim=4, style_width=4)), weights, "t"
+    )
+    specs = ["gaussian", f"net={weights}"]
+    split = EvalSplit(test_seeds=[95, 96], seen_seeds={}, size="tiny")
+    sequential = run_evaluation(split, "tiny", [20.0], parse_methods(specs), tmp_path / "a")
+    parallel = run_evaluation_parallel(split, "tiny", [20.0], specs, tmp_path / "b", jobs=2)
+    assert [(r.seed, r.method) for r in parallel.rows] == [
+        (r.seed, r.method) for r in sequential.rows
+    ]
+    assert [r.metrics for r in parallel.rows] == [r.metrics for r in sequential.rows]
+    assert {r.method for r in parallel.rows} == {LOW_DOSE, "gaussian", "net"}
+    assert [p.name for p in parallel.figures] == ["mip_drf20.png"]

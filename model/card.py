@@ -19,7 +19,7 @@ __all__ = ["EVALUATION_KEYS", "build_dataset_command", "package_card", "seed_ran
 # Kept from results.json; its per-case rows are left out (bulky, and in the evaluation folder).
 EVALUATION_KEYS = ("size", "test_seeds", "drfs", "training_drfs", "reference", "tables")
 # Stand-ins for absolute paths of the training machine, as used in the commands of the card.
-PATH_PLACEHOLDERS = {"dataset_dir": "DATASET", "out_dir": "RUN"}
+PATH_PLACEHOLDERS = {"dataset_dir": "DATASET", "out_dir": "RUN", "init_weights": "START_WEIGHTS"}
 
 
 def seed_ranges(seeds: Sequence[int]) -> list[str]:
@@ -58,7 +58,8 @@ def _data_recipe(
     data: Mapping[str, object], manifest: Mapping[str, object] | None
 ) -> dict[str, object]:
     """The card's ``data`` without the training machine's dataset path, plus its command."""
-    recipe = {k: data.get(k) for k in ("size", "tracer", "train_seeds", "training_drfs")}
+    keys = ("size", "tracer", "train_seeds", "training_drfs", "extra_datasets")
+    recipe = {k: data.get(k) for k in keys if k in data}
     command = build_dataset_command(manifest) if manifest is not None else None
     if command is not None:
         recipe["build_command"] = command
@@ -75,6 +76,12 @@ def _portable_training(training: Mapping[str, object]) -> dict[str, object]:
             value = portable.get(key)
             if isinstance(value, str) and PurePath(value).is_absolute():
                 portable[key] = placeholder
+        extra = portable.get("extra_dataset_dirs")
+        if isinstance(extra, list | tuple):
+            portable["extra_dataset_dirs"] = [
+                f"DATASET{i + 2}" if PurePath(str(d)).is_absolute() else d
+                for i, d in enumerate(extra)
+            ]
         out["config"] = portable
     return out
 

@@ -163,6 +163,13 @@ def _data(card: Mapping[str, object]) -> list[str]:
         f"- Training seeds: {_seeds(data.get('train_seeds'))}",
         f"- Training DRFs: {_drfs(data.get('training_drfs'))}",
     ]
+    extras = data.get("extra_datasets")
+    for extra in extras if isinstance(extras, list) else []:
+        if isinstance(extra, Mapping):
+            lines.append(
+                f"- Also phantoms of size `{extra.get('size')}`, tracer `{extra.get('tracer')}`, "
+                f"seeds {_seeds(extra.get('train_seeds'))} (same DRFs)"
+            )
     command = data.get("build_command")
     if command:
         lines += ["", "Rebuild the dataset with:", "", "```", str(command), "```"]

@@ -82,6 +82,7 @@ class TrainConfig:
     """Everything a training run depends on (saved next to its outputs as JSON)."""
 
     dataset_dir: str = ""
+    extra_dataset_dirs: tuple[str, ...] = ()
     out_dir: str = "runs/unipet"
     variant: str = Variant.UNIPET.value
     drfs: tuple[float, ...] = TRAINING_DRFS
@@ -364,6 +365,7 @@ def _model_card(
             "tracer": manifest.get("tracer"),
             "train_seeds": manifest.get("splits", {}).get("train"),
             "training_drfs": list(config.drfs),
+            "extra_datasets": [_dataset_summary(Path(d)) for d in config.extra_dataset_dirs],
         },
         "training": {
             "config": dataclasses.asdict(config),
@@ -381,6 +383,16 @@ def _model_card(
         },
         "evaluation": None,
         "intended_use": "research; denoising of simulated low-dose PET; not for diagnosis",
+    }
+
+
+def _dataset_summary(dataset_dir: Path) -> dict[str, object]:
+    """Size, tracer and training seeds of a further dataset (its manifest's words)."""
+    manifest = json.loads((dataset_dir / "manifest.json").read_text())
+    return {
+        "size": manifest.get("size"),
+        "tracer": manifest.get("tracer"),
+        "train_seeds": manifest.get("splits", {}).get("train"),
     }
 
 
@@ -405,6 +417,8 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=1))
     studies = load_split(Path(config.dataset_dir), "train", config.drfs)
+    for extra in config.extra_dataset_dirs:
+        studies += load_split(Path(extra), "train", config.drfs)
     sampler = PatchSampler(
         studies,
         config.drfs,
@@ -452,7 +466,7 @@ def _parser() -> argparse.ArgumentParser:
         default = f.default
         flag = "--" + f.name.replace("_", "-")
         if isinstance(default, tuple):
-            kind: type = float if isinstance(default[0], float) else int
+            kind: type = str if not default else float if isinstance(default[0], float) else int
             p.add_argument(flag, type=kind, nargs="+", default=None)
         elif isinstance(default, bool):
             # type=bool would read "false" as True: use a paired --x / --no-x switch.

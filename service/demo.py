@@ -168,6 +168,7 @@ def run_demo(
             series.algorithm,
             series.completeness_reason,
             settings,
+            drf_line(drf, series.drf_estimate),
         )
         if hold is not None:
             console.print(
@@ -183,6 +184,13 @@ def run_demo(
         stop_process(pacs)
 
 
+def drf_line(sent_drf: float, estimate: float | None) -> str:
+    """The DRF the demo simulated next to the node's estimate from the images alone."""
+    if estimate is None:
+        return f"sent {sent_drf:g}; not estimated by this backend"
+    return f"sent {sent_drf:g}; estimated by the node from the images: {estimate:.3g}"
+
+
 def _print_result(
     console: Console,
     result: DemoResult,
@@ -190,6 +198,7 @@ def _print_result(
     algorithm: str,
     completeness: str,
     settings: NodeSettings,
+    drf: str,
 ) -> None:
     table = Table(title="UniPET node demo", show_header=False)
     table.add_row("result", "[green]PASSED[/green]" if result.passed else f"[red]{state}[/red]")
@@ -200,6 +209,7 @@ def _print_result(
     )
     table.add_row("completeness", completeness)
     table.add_row("algorithm", algorithm)
+    table.add_row("dose reduction factor", drf)
     for name, seconds in result.timings_s.items():
         table.add_row(f"time: {name}", f"{seconds:.2f} s")
     table.add_row("demo PACS files", str(result.workdir / "pacs"))

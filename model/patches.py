@@ -9,9 +9,12 @@ Patch centres are drawn from body voxels (full-dose SUV above ``BODY_SUV``): mos
 volume is air, and patches of air teach nothing. A fraction of the patches (``lesion_fraction``)
 is centred on a lesion voxel instead: lesions fill well under 1 % of the body, so with body
 sampling alone the network sees too few of them and learns to flatten small hot spots, which
-is exactly the SUVmax a physicist reads. Every draw comes from the caller's numpy
-``Generator``, so a sampler plus the generator's state reproduces the exact batch sequence,
-which is what makes training resumable bit for bit.
+is exactly the SUVmax a physicist reads. With ``by_volume`` a phantom is drawn in proportion
+to its body voxels instead of uniformly, so a clinical 192x192 matrix (8 times the voxels of
+a 96x96 one) gets its share of patches when both sizes are mixed.
+
+Every draw comes from the caller's numpy ``Generator``, so a sampler plus the generator's
+state reproduces the exact batch sequence, which is what makes training resumable bit for bit.
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ class PatchSampler:
         context_slices: int,
         patch_size: int,
         lesion_fraction: float = 0.0,
+        by_volume: bool = False,
     ) -> None:
         if not studies:
             raise ValueError("a sampler needs at least one study")
@@ -127,6 +131,8 @@ class PatchSampler:
         for study, body in zip(self.studies, self.body, strict=True):
             if body.size == 0 or min(study.full_dose_suv.shape[1:]) < patch_size:
                 raise ValueError(f"seed {study.seed}: no body voxels or slices < {patch_size}")
+        sizes = np.array([body.size for body in self.body], dtype=np.float64)
+        self.study_probabilities = sizes / sizes.sum() if by_volume else None
 
     def _centre(self, rng: np.random.Generator, k: int) -> int:
         """Flat index of a patch centre in study ``k``: a lesion voxel with probability
@@ -143,7 +149,11 @@ class PatchSampler:
         """One batch; every random choice comes from ``rng``."""
         low, full, lesion, drfs = [], [], [], []
         for _ in range(batch_size):
-            k = int(rng.integers(len(self.studies)))
+            k = (
+                int(rng.choice(len(self.studies), p=self.study_probabilities))
+                if self.study_probabilities is not None
+                else int(rng.integers(len(self.studies)))
+            )
             drf = self.drfs[int(rng.integers(len(self.drfs)))]
             study = self.studies[k]
             z, y, x = np.unravel_index(self._centre(rng, k), study.full_dose_suv.shape)

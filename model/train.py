@@ -100,6 +100,7 @@ class TrainConfig:
     batch_size: int = 8
     patch_size: int = 64
     lesion_patch_fraction: float = 0.0
+    sample_by_volume: bool = False
     stage1_steps: int = 2000
     stage2_steps: int = 1000
     critic_warmup_steps: int = 100
@@ -425,6 +426,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
         config.context_slices,
         config.patch_size,
         lesion_fraction=config.lesion_patch_fraction,
+        by_volume=config.sample_by_volume,
     )
     trainer = Trainer(config, sampler)
     checkpoint = out / "checkpoint.pt"

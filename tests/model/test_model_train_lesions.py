@@ -157,3 +157,19 @@ def test_cosine_schedule_is_applied_to_the_optimisers() -> None:
         rates.append(trainer.opt_g.param_groups[0]["lr"])
     assert rates[0] == pytest.approx(2e-4)
     assert rates == sorted(rates, reverse=True) and rates[-1] < 1.2e-4
+
+
+def test_by_volume_draws_phantoms_in_proportion_to_their_body() -> None:
+    small = _lesion_study(0)
+    big_full = np.full((24, 64, 64), 2.0, dtype=np.float32)
+    big = SuvStudy(1, (3.0, 3.0, 3.0), 1e-4, big_full, {d: big_full for d in DRFS})
+    sampler = PatchSampler([small, big], DRFS, 5, 16, by_volume=True)
+    assert sampler.study_probabilities is not None
+    # The big phantom has 24*64*64 body voxels, the small one 12*56*56.
+    expected = 24 * 64 * 64 / (24 * 64 * 64 + 12 * 56 * 56)
+    assert sampler.study_probabilities[1] == pytest.approx(expected)
+    batch = sampler.sample(np.random.default_rng(0), 400)
+    # The big phantom is SUV 2 everywhere; the small one has no voxel at exactly 2.
+    share = float((batch.full_dose == 2.0).all(axis=(1, 2, 3)).mean())
+    assert share == pytest.approx(expected, abs=0.08)
+    assert PatchSampler([small, big], DRFS, 5, 16).study_probabilities is None

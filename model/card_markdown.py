@@ -191,6 +191,11 @@ def _training(card: Mapping[str, object]) -> list[str]:
         f"stage 2 (L1 + style + adversarial) {iterations.get('stage2')}; "
         f"steps done {training.get('steps_done')}",
         _recipe_line(_obj(training.get("config"))),
+        *(
+            [f"- Started from the weights with SHA-256 `{training['init_weights_sha256']}`"]
+            if training.get("init_weights_sha256")
+            else []
+        ),
         f"- Wall time {wall}",
         f"- Hardware: {hardware.get('device')} ({hardware.get('cpu')}), "
         f"{hardware.get('threads')} threads, torch {hardware.get('torch')}",

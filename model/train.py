@@ -61,7 +61,7 @@ from model.networks import (
     count_parameters,
 )
 from model.patches import PatchBatch, PatchSampler, SuvStudy, load_split
-from model.weights_io import load_network, save_weights
+from model.weights_io import load_network, save_weights, sha256_file
 
 __all__ = [
     "TrainConfig",
@@ -373,6 +373,9 @@ def _model_card(
             "seed": config.seed,
             "iterations": {"stage1": config.stage1_steps, "stage2": config.stage2_steps},
             "steps_done": trainer.step_index,
+            "init_weights_sha256": (
+                sha256_file(Path(config.init_weights)) if config.init_weights else None
+            ),
             "final_losses": last,
             "wall_seconds": round(seconds, 1),
         },

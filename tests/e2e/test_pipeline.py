@@ -13,7 +13,7 @@ from support import DcmtkPacs, free_port, wait_for
 
 from service import dcmtk, pet
 from service.errors import SeriesNotFoundError
-from service.inference import GaussianDenoiser
+from service.inference import load_denoiser
 from service.runtime import (
     ListenerRole,
     start_worker_process,
@@ -54,7 +54,9 @@ def test_low_dose_series_comes_back_as_labelled_derived_series(
     node_factory, pacs: DcmtkPacs, study_copy: Path
 ) -> None:
     _node, settings = node_factory(pacs.port)
-    expected_algorithm = GaussianDenoiser(settings.model.gaussian_fwhm_mm).algorithm
+    # The node's default backend: UniPET from the shipped weights (the Gaussian filter only
+    # when a build ships none); the output must name exactly that algorithm and file.
+    expected_algorithm = load_denoiser(settings.model).algorithm
     sent_folder = study_copy / "drf20"
     sources = {
         str(ds.SOPInstanceUID): ds
@@ -80,9 +82,12 @@ def test_low_dose_series_comes_back_as_labelled_derived_series(
         assert ds.SeriesInstanceUID != first_source.SeriesInstanceUID
         assert ds.SeriesDescription.endswith("[UniPET]")
         equipment = ds.ContributingEquipmentSequence[-1]
-        assert equipment.ManufacturerModelName == "Gaussian post-filter"
+        assert equipment.ManufacturerModelName == expected_algorithm.name
         # LO is at most 64 characters: the version and the sha256 are two values.
-        assert list(equipment.SoftwareVersions)[-1] == expected_algorithm.weights_sha256
+        assert list(equipment.SoftwareVersions) == [
+            expected_algorithm.version,
+            expected_algorithm.weights_sha256,
+        ]
         assert equipment.DeviceUID == expected_algorithm.device_uid
         source_uid = str(ds.SourceImageSequence[0].ReferencedSOPInstanceUID)
         source = sources[source_uid]

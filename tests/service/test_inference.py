@@ -24,20 +24,38 @@ from service.inference import (
 )
 
 
-def test_auto_without_weights_is_the_gaussian_filter_and_says_so() -> None:
-    if shipped_weights() is not None:
-        pytest.skip("weights ship with this build: auto picks UniPET")
+def _no_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build that ships no weights."""
+    monkeypatch.setattr("service.inference.shipped_weights", lambda: None)
+
+
+def test_auto_without_weights_is_the_gaussian_filter_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _no_shipped_weights(monkeypatch)
     denoiser = load_denoiser(ModelSettings(backend="auto", gaussian_fwhm_mm=6.0))
     assert isinstance(denoiser, GaussianDenoiser)
     assert denoiser.algorithm.name == "Gaussian post-filter"
     assert "no neural network" in denoiser.algorithm.description
 
 
-def test_unipet_without_weights_is_a_config_error(tmp_path: Path) -> None:
-    if shipped_weights() is not None:
-        pytest.skip("weights ship with this build")
+def test_unipet_without_weights_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_shipped_weights(monkeypatch)
     with pytest.raises(ConfigError, match=r"model\.backend"):
         load_denoiser(ModelSettings(backend="unipet"))
+
+
+def test_auto_runs_the_shipped_unipet_labelled_by_its_model_card() -> None:
+    weights = shipped_weights()
+    assert weights is not None, "this build must ship UniPET weights in model/weights"
+    card = json.loads(weights.with_suffix(".json").read_text())
+    denoiser = load_denoiser(ModelSettings(backend="auto"))
+    assert isinstance(denoiser, UniPETDenoiser)
+    assert denoiser.algorithm.name == "UniPET"
+    assert denoiser.algorithm.version == card["version"]
+    assert denoiser.algorithm.weights_sha256 == card["weights_sha256"]
+    assert card["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert weights.stat().st_size < 20 * 1024 * 1024
 
 
 def test_gaussian_keeps_the_regional_mean() -> None:

@@ -1,0 +1,39 @@
+"""`unipet-node demo`, the README's main job, run as a user runs it (tiny volume)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+
+from service.inference import shipped_weights
+
+
+def test_demo_sends_a_study_through_unipet_and_shows_the_dose_estimate(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None or shutil.which("storescp") is None:
+        pytest.skip("needs redis-server and dcmtk (apt-get install redis-server dcmtk)")
+    weights = shipped_weights()
+    assert weights is not None
+    card = json.loads(weights.with_suffix(".json").read_text())
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run(
+        ["unipet-node", "demo", "--size", "tiny", "--workdir", str(tmp_path), "--timeout-s", "120"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASSED" in result.stdout
+    assert "estimated by the node from the images" in result.stdout
+    received = [dcmread(p, stop_before_pixels=True) for p in (tmp_path / "pacs").rglob("*.dcm")]
+    assert received
+    equipment = received[0].ContributingEquipmentSequence[-1]
+    assert equipment.ManufacturerModelName == "UniPET"
+    assert list(equipment.SoftwareVersions) == [card["version"], card["weights_sha256"]]

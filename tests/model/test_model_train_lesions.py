@@ -66,20 +66,7 @@ def test_lesion_loss_is_the_mean_error_over_lesion_voxels_only() -> None:
 
 
 def test_lesion_loss_appears_in_the_step_record() -> None:
-    config = TrainConfig(
-        drfs=DRFS,
-        widths=(8, 16, 16),
-        code_dim=8,
-        style_width=4,
-        batch_size=4,
-        patch_size=16,
-        stage1_steps=5,
-        stage2_steps=0,
-        threads=1,
-        device="cpu",
-        lesion_loss_weight=0.5,
-        lesion_patch_fraction=1.0,
-    )
+    config = _small_config(lesion_loss_weight=0.5, lesion_patch_fraction=1.0)
     sampler = PatchSampler([_lesion_study(0)], DRFS, 5, 16, lesion_fraction=1.0)
     record = Trainer(config, sampler).step()
     assert record["lesion"] > 0.0

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_model_train import _config
 
 from model.losses import lesion_l1_loss
 from model.networks import NetworkConfig, UniPETNet
@@ -105,19 +106,10 @@ def test_cosine_schedule_falls_from_one_to_the_final_fraction() -> None:
 
 
 def _small_config(**overrides: object) -> TrainConfig:
-    base = TrainConfig(
-        drfs=DRFS,
-        widths=(8, 16, 16),
-        code_dim=8,
-        style_width=4,
-        batch_size=2,
-        patch_size=16,
-        stage1_steps=4,
-        stage2_steps=0,
-        threads=1,
-        device="cpu",
-    )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    """The training tests' tiny config with 16-pixel patches, stage 1 only; its out_dir is
+    never written (these tests drive a Trainer, not ``train``)."""
+    settings: dict[str, object] = {"batch_size": 2, "patch_size": 16, "stage1_steps": 4}
+    return _config(Path("run-not-written"), **{**settings, "stage2_steps": 0, **overrides})
 
 
 def test_init_weights_start_from_a_trained_file(tmp_path: Path) -> None:

@@ -19,15 +19,15 @@ import time
 from pathlib import Path
 
 from service.config import load_settings
-from service.dcmtk import storescu
-from service.demo import free_port, start_demo_pacs
-from service.inference import simulate_study
-from service.listener import start_listener
+from service.dicom.synthetic import write_simulated_study
+from service.ops.dcmtk import storescu
+from service.ops.demo import free_port, start_demo_pacs
+from service.pipeline.inference import simulate_study
+from service.pipeline.listener import start_listener
+from service.pipeline.spool import Spool
+from service.pipeline.states import SeriesState
+from service.pipeline.store import StateStore
 from service.runtime import AllInOneNode, stop_process, wait_until
-from service.spool import Spool
-from service.state import StateStore
-from service.states import SeriesState
-from service.synthetic import write_simulated_study
 
 
 def storescu_seconds(folder: Path, port: int, called_aet: str) -> float:

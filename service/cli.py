@@ -36,14 +36,16 @@ ConfigOption = Annotated[
 
 
 def _settings(config: Path | None) -> NodeSettings:
-    from service.logging_setup import configure_logging
+    from service.logs import configure_logging
 
     configure_logging()
     try:
-        return load_settings(config)
+        settings = load_settings(config)
     except ConfigError as exc:
         err_console.print(f"[red]configuration error[/red]: {exc}")
         raise typer.Exit(code=2) from exc
+    configure_logging(settings.logging.level, settings.logging.format)
+    return settings
 
 
 def _use_metrics_dir(spool_path: Path) -> None:
@@ -73,8 +75,8 @@ def serve(config: ConfigOption = None) -> None:
     """All in one: embedded Redis, listener, dispatcher, one worker and the web page."""
     settings = _settings(config)
     _use_metrics_dir(settings.spool.path)
+    from service.ops.web import start_web
     from service.runtime import AllInOneNode
-    from service.web import start_web
 
     node = AllInOneNode(settings)
     try:
@@ -117,8 +119,8 @@ def worker(
     ] = None,
 ) -> None:
     """A Celery worker for denoise and/or send jobs."""
-    from service.tasks import configure_celery
-    from service.worker_context import init_context
+    from service.pipeline.tasks import configure_celery
+    from service.pipeline.worker_context import init_context
 
     settings = _settings(config)
     init_context(settings)
@@ -143,7 +145,7 @@ def worker(
 @app.command()
 def web(config: ConfigOption = None) -> None:
     """Status page, /metrics and /healthz only."""
-    from service.web import start_web
+    from service.ops.web import start_web
 
     server = start_web(_settings(config))
     try:
@@ -163,8 +165,8 @@ def simulate(
     tracer: Annotated[str, typer.Option(help="fdg, psma or dotatate.")] = "fdg",
 ) -> None:
     """Write one simulated PET study at full dose and at each DRF as DICOM."""
-    from service.inference import simulate_study
-    from service.synthetic import write_simulated_study
+    from service.dicom.synthetic import write_simulated_study
+    from service.pipeline.inference import simulate_study
 
     if size not in {"tiny", "small", "full"}:
         raise typer.BadParameter(f"size must be tiny, small or full, got {size!r}")
@@ -188,7 +190,7 @@ def send(
 ) -> None:
     """Send a folder of DICOM files with C-STORE over one association."""
     from service.config import PeerSettings, SenderSettings
-    from service.sender import send_files
+    from service.dicom.sender import send_files
 
     paths = sorted(p for p in folder.rglob("*.dcm") if p.is_file())
     if not paths:
@@ -220,8 +222,8 @@ def status(
     limit: Annotated[int, typer.Option(min=1)] = 30,
 ) -> None:
     """Series counts per state and the most recent series."""
-    from service.operator import status_report
-    from service.state import StateStore
+    from service.ops.operator import status_report
+    from service.pipeline.store import StateStore
 
     report = status_report(StateStore(_settings(config).database_url), limit)
     if as_json:
@@ -249,8 +251,8 @@ def dead_letter_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Series that need an operator: retries spent, or given up as incomplete."""
-    from service.operator import dead_letters
-    from service.state import StateStore
+    from service.ops.operator import dead_letters
+    from service.pipeline.store import StateStore
 
     items = dead_letters(StateStore(_settings(config).database_url))
     if as_json:
@@ -269,8 +271,8 @@ def dead_letter_replay(
     config: ConfigOption = None,
 ) -> None:
     """Put a dead-lettered series back to work from where it failed."""
-    from service.operator import replay
-    from service.state import StateStore
+    from service.ops.operator import replay
+    from service.pipeline.store import StateStore
 
     try:
         changed = replay(StateStore(_settings(config).database_url), series_uid)
@@ -286,7 +288,7 @@ def selftest(
     timeout_s: Annotated[float, typer.Option(min=1)] = 300.0,
 ) -> None:
     """Send a tiny synthetic PET series to the running node and wait until it is delivered."""
-    from service.selftest import run_selftest
+    from service.ops.selftest import run_selftest
 
     result = run_selftest(_settings(config), timeout_s)
     console.print(result.summary)
@@ -308,7 +310,7 @@ def demo(
     _settings(None)
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="unipet-demo-"))).resolve()
     _use_metrics_dir(workdir / "spool")
-    from service.demo import run_demo
+    from service.ops.demo import run_demo
 
     try:
         result = run_demo(

@@ -8,10 +8,10 @@ traceback. Priority: explicit arguments > environment > YAML file > defaults.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Literal
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -21,8 +21,9 @@ from pydantic_settings import (
 )
 
 from service.errors import ConfigError
+from service.logs import LogFormat
 
-log = logging.getLogger(__name__)
+log = structlog.stdlib.get_logger(__name__)
 
 AeTitle = str  # validated by _check_ae_title: 1-16 chars of the DICOM AE VR, no backslash
 
@@ -163,6 +164,13 @@ class WebSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class LoggingSettings(_Section):
+    """Log level and rendering: ``auto`` is console on a terminal, JSON lines otherwise."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: LogFormat = LogFormat.AUTO
+
+
 class NodeSettings(BaseSettings):
     """All settings of one node; see DESIGN.md section 8 for the names users script against."""
 
@@ -181,6 +189,7 @@ class NodeSettings(BaseSettings):
     output: OutputSettings = OutputSettings()
     sender: SenderSettings = SenderSettings()
     web: WebSettings = WebSettings()
+    logging: LoggingSettings = LoggingSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -244,5 +253,9 @@ def load_settings(config_path: Path | None = None, **overrides: object) -> NodeS
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read configuration {source}: {exc}") from exc
     if not settings.listener.allowed_calling_aets:
-        log.warning("listener.allowed_calling_aets is empty: any calling AE may store to this node")
+        log.warning(
+            "calling_aets_unrestricted",
+            key="listener.allowed_calling_aets",
+            detail="empty: any calling AE may store to this node",
+        )
     return settings

@@ -7,7 +7,6 @@ processes), never by name, so two nodes on one machine never stop each other's p
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
@@ -19,18 +18,19 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import redis
+import structlog
 import yaml
 
-from service.completeness import CompletenessWatcher
 from service.config import NodeSettings
-from service.dispatch import BackgroundLoop, Dispatcher
 from service.errors import ConfigError, NodeError
-from service.listener import start_listener
-from service.spool import Spool
-from service.state import StateStore
-from service.tasks import configure_celery, enqueue_denoise, enqueue_send
+from service.pipeline.completeness import CompletenessWatcher
+from service.pipeline.dispatch import BackgroundLoop, Dispatcher
+from service.pipeline.listener import start_listener
+from service.pipeline.spool import Spool
+from service.pipeline.store import StateStore
+from service.pipeline.tasks import configure_celery, enqueue_denoise, enqueue_send
 
-log = logging.getLogger(__name__)
+log = structlog.stdlib.get_logger(__name__)
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -98,7 +98,7 @@ class EmbeddedRedis:
         if not wait_until(ready, timeout_s):
             self.stop()
             raise NodeError(f"embedded redis-server did not answer on port {self.port}")
-        log.info("embedded_redis_started port=%d pid=%d", self.port, self.process.pid)
+        log.info("embedded_redis_started", port=self.port, pid=self.process.pid)
 
     def stop(self) -> None:
         """Stop the server we started (by PID)."""

@@ -17,7 +17,7 @@ import redis
 from support import DcmtkPacs, free_port, wait_for
 
 from model.simulate import simulate_study
-from service.synthetic import write_simulated_study
+from service.dicom.synthetic import write_simulated_study
 
 
 @pytest.fixture(scope="session")
@@ -66,8 +66,8 @@ def study_copy(tiny_study_dir: Path, tmp_path: Path) -> Path:
 
 
 def _require_dcmtk() -> None:
-    from service.dcmtk import dcmtk_binary
     from service.errors import NodeError
+    from service.ops.dcmtk import dcmtk_binary
 
     try:
         dcmtk_binary("storescp")

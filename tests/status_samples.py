@@ -15,14 +15,14 @@ from pathlib import Path
 
 from pydicom import dcmread
 
-from service import pet
 from service.config import NodeSettings
-from service.inference import GaussianDenoiser
-from service.spool import Spool
-from service.state import ReceivedInstance, StateStore
-from service.states import SeriesState
-from service.volume import load_pet_volume
-from service.writer import write_derived_series
+from service.dicom import pet
+from service.dicom.volume import load_pet_volume
+from service.dicom.writer import write_derived_series
+from service.pipeline.inference import GaussianDenoiser
+from service.pipeline.spool import Spool
+from service.pipeline.states import SeriesState
+from service.pipeline.store import ReceivedInstance, StateStore
 
 S = SeriesState
 

@@ -38,7 +38,7 @@ class DcmtkPacs:
     ae_title = "TESTPACS"
 
     def __init__(self, folder: Path, port: int) -> None:
-        from service.dcmtk import start_storescp
+        from service.ops.dcmtk import start_storescp
 
         self.folder = folder
         self.port = port

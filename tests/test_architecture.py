@@ -1,4 +1,4 @@
-"""Package boundaries (DESIGN.md section 2), checked on the source itself."""
+"""Package boundaries (docs/architecture.md), checked on the source itself."""
 
 from __future__ import annotations
 
@@ -34,4 +34,4 @@ def test_only_service_inference_imports_the_model() -> None:
         for path in (ROOT / "service").rglob("*.py")
         if "model" in imported_roots(path)
     )
-    assert importers == ["service/inference.py"]
+    assert importers == ["service/pipeline/inference.py"]

@@ -23,10 +23,10 @@ from support import free_port
 
 from service.cli import app
 from service.config import load_settings
-from service.listener import start_listener
-from service.spool import Spool
-from service.state import StateStore
-from service.web import start_web
+from service.ops.web import start_web
+from service.pipeline.listener import start_listener
+from service.pipeline.spool import Spool
+from service.pipeline.store import StateStore
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

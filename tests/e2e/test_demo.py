@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from service.inference import shipped_weights
+from service.pipeline.inference import shipped_weights
 
 
 def test_demo_sends_a_study_through_unipet_and_shows_the_dose_estimate(tmp_path: Path) -> None:

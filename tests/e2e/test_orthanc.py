@@ -16,10 +16,10 @@ from pydicom import dcmread
 from support import free_port, wait_for
 from test_pipeline import series_uid_of, storescu, wait_state
 
-from service import pet
-from service.inference import load_denoiser
-from service.state import StateStore
-from service.states import SeriesState
+from service.dicom import pet
+from service.pipeline.inference import load_denoiser
+from service.pipeline.states import SeriesState
+from service.pipeline.store import StateStore
 
 ORTHANC_AET = "ORTHANC"
 

@@ -11,17 +11,18 @@ import pytest
 from pydicom import dcmread
 from support import DcmtkPacs, free_port, wait_for
 
-from service import dcmtk, pet
+from service.dicom import pet
 from service.errors import SeriesNotFoundError
-from service.inference import load_denoiser
+from service.ops import dcmtk
+from service.pipeline.inference import load_denoiser
+from service.pipeline.states import SeriesState
+from service.pipeline.store import StateStore
 from service.runtime import (
     ListenerRole,
     start_worker_process,
     stop_process,
     write_effective_config,
 )
-from service.state import StateStore
-from service.states import SeriesState
 
 DCIODVFY = "/usr/bin/dciodvfy"
 

@@ -21,7 +21,7 @@ from status_samples import PopulatedNode, populate
 from support import free_port
 
 from service.config import load_settings
-from service.web import WebServer, start_web
+from service.ops.web import WebServer, start_web
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -60,7 +60,7 @@ _SCRIPT = textwrap.dedent(
     import json, multiprocessing, sys, urllib.request
     from service import metrics
     from service.config import load_settings
-    from service.web import start_web
+    from service.ops.web import start_web
 
     def child(aet: str, free: int) -> None:
         # a prefork worker child: increments after fork, then exits (recycled)

@@ -1,0 +1,248 @@
+"""The DICOM header of one derived PET instance, built from its source instance.
+
+Split from ``service/writer.py`` (which owns pixels, UIDs and files) so each reads against
+the standard on its own: this module fills, for one slice, the attributes PS3.3 asks of a
+derived image (C.12.4 General Reference, C.12.2 Common Instance Reference, C.12.1 SOP Common
+Contributing Equipment, C.7.5.1 General Equipment) and keeps everything SUV depends on (C.8.9.1
+PET Series, C.8.9.2 PET Isotope, C.8.9.4 PET Image, C.7.2.2 Patient Study).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+
+from highdicom.sr import CodedConcept
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+from pydicom.uid import UID
+
+from service.dicom.provenance import PROJECT_MANUFACTURER, AlgorithmIdentity
+
+__all__ = [
+    "ACQUISITION_EQUIPMENT",
+    "IMAGE_TYPE_DERIVED",
+    "NODE_MODEL_NAME",
+    "PROCESSING_ALGORITHM",
+    "SOURCE_IMAGE_PURPOSE",
+    "DerivationContext",
+    "derivation_description",
+    "derived_header",
+]
+
+# IHE Radiology AI Results (AIR) profile: purpose of the Contributing Equipment item that
+# names the algorithm.
+PROCESSING_ALGORITHM = Code("Newcode1", "99IHE", "Processing Algorithm")
+# CID 7202 Source Image Purposes of Reference.
+SOURCE_IMAGE_PURPOSE: Code = codes.DCM.SourceImageForImageProcessingOperation  # 121322
+# CID 7005 Contributing Equipment Purposes of Reference: the scanner that acquired the source.
+ACQUISITION_EQUIPMENT: Code = codes.DCM.AcquisitionEquipment  # 109101
+NODE_MODEL_NAME = "UniPET DICOM node"
+# PS3.3 C.8.9.4.1.1: in the PET Image Module, Image Type value 1 is ORIGINAL or DERIVED and
+# value 2 shall be PRIMARY; SECONDARY is not allowed for PET Image Storage. Derivation is
+# told by value 1, the Derivation Code and the Contributing Equipment.
+IMAGE_TYPE_DERIVED = ("DERIVED", "PRIMARY")
+_LO_MAX = 64
+_ST_MAX = 1024
+
+# Attributes of the source that describe its stored pixels, its own creation or its signature:
+# false for the derived instance, so they are not copied.
+_NOT_COPIED = frozenset(
+    {
+        "PixelData",
+        "FloatPixelData",
+        "DoubleFloatPixelData",
+        "PixelDataProviderURL",
+        "IconImageSequence",
+        "SmallestImagePixelValue",
+        "LargestImagePixelValue",
+        "SmallestPixelValueInSeries",
+        "LargestPixelValueInSeries",
+        "PixelPaddingValue",
+        "PixelPaddingRangeLimit",
+        "RealWorldValueMappingSequence",
+        "DigitalSignaturesSequence",
+        "MACParametersSequence",
+        "EncryptedAttributesSequence",
+        "OriginalAttributesSequence",
+        "InstanceCreatorUID",
+        "SourceImageSequence",
+        "SourceInstanceSequence",
+        "DerivationCodeSequence",
+        "DerivationDescription",
+        "ReferencedSeriesSequence",
+        "ContributingEquipmentSequence",
+    }
+)
+# General Equipment (PS3.3 C.7.5.1) of the source: the scanner. Moved into an Acquisition
+# Equipment item of Contributing Equipment; the derived instance's own equipment is the node.
+_GENERAL_EQUIPMENT = (
+    "Manufacturer",
+    "InstitutionName",
+    "InstitutionAddress",
+    "StationName",
+    "InstitutionalDepartmentName",
+    "ManufacturerModelName",
+    "DeviceSerialNumber",
+    "SoftwareVersions",
+    "DeviceUID",
+)
+_EQUIPMENT_NOT_COPIED = frozenset(
+    {*_GENERAL_EQUIPMENT, "GantryID", "UDISequence", "ManufacturerDeviceClassUID"}
+)
+
+
+@dataclass(frozen=True)
+class DerivationContext:
+    """Facts shared by every instance of one derived series."""
+
+    algorithm: AlgorithmIdentity
+    series_instance_uid: UID
+    series_number: int
+    series_description: str
+    derivation_code: Code
+    derivation_description: str
+    source_series: Sequence[Dataset]
+    now: datetime
+
+
+def derivation_description(
+    algorithm: AlgorithmIdentity, drf_estimate: float | None, clipped_voxels: int
+) -> str:
+    """DerivationDescription (0008,2111) in plain words: what was done, by what, to what."""
+    drf = (
+        f"estimated dose reduction factor {drf_estimate:.3g}"
+        if drf_estimate is not None
+        else "dose reduction factor not estimated"
+    )
+    text = (
+        f"Denoised by {algorithm.name} {algorithm.version} ({algorithm.description}); "
+        f"weights sha256:{algorithm.weights_sha256}; {drf}; "
+        f"{clipped_voxels} negative voxels set to 0 Bq/ml. Not the acquired image."
+    )
+    return text[:_ST_MAX]
+
+
+def _node_version() -> str:
+    try:
+        return version("unipet-node")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _software_versions(algorithm: AlgorithmIdentity) -> list[str]:
+    """SoftwareVersions values, each within the LO limit of 64 characters.
+
+    "<version> sha256:<64 hex>" is 77 characters, too long for one LO value, so it is then
+    written as two values: the version and the bare hash.
+    """
+    combined = algorithm.software_versions
+    if len(combined) <= _LO_MAX:
+        return [combined]
+    return [algorithm.version[:_LO_MAX], algorithm.weights_sha256]
+
+
+def _processing_item(context: DerivationContext) -> Dataset:
+    """Contributing Equipment item naming the algorithm (IHE AIR style, PS3.3 C.12.1)."""
+    algorithm = context.algorithm
+    item = Dataset()
+    item.PurposeOfReferenceCodeSequence = [CodedConcept.from_code(PROCESSING_ALGORITHM)]
+    item.Manufacturer = algorithm.manufacturer[:_LO_MAX]
+    item.ManufacturerModelName = algorithm.name[:_LO_MAX]
+    item.SoftwareVersions = _software_versions(algorithm)
+    item.DeviceUID = algorithm.device_uid
+    item.ContributionDateTime = context.now.strftime("%Y%m%d%H%M%S")
+    item.ContributionDescription = (
+        f"Denoising by {algorithm.name} {algorithm.software_versions}: {algorithm.description}"
+    )[:_ST_MAX]
+    return item
+
+
+def _acquisition_item(source: Dataset) -> Dataset | None:
+    """Contributing Equipment item keeping the scanner named in the source, if any."""
+    if not str(source.get("Manufacturer", "") or "").strip():
+        return None
+    item = Dataset()
+    item.PurposeOfReferenceCodeSequence = [CodedConcept.from_code(ACQUISITION_EQUIPMENT)]
+    for keyword in _GENERAL_EQUIPMENT:
+        if keyword in source and source[keyword].value not in (None, ""):
+            item[keyword] = copy.deepcopy(source[keyword])
+    return item
+
+
+def _source_reference(source: Dataset) -> Dataset:
+    """SourceImageSequence item (PS3.3 C.12.4) with the CID 7202 purpose."""
+    item = Dataset()
+    item.ReferencedSOPClassUID = source.SOPClassUID
+    item.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    item.PurposeOfReferenceCodeSequence = [CodedConcept.from_code(SOURCE_IMAGE_PURPOSE)]
+    item.SpatialLocationsPreserved = "YES"
+    return item
+
+
+def _referenced_series(source: Dataset) -> list[Dataset]:
+    """Common Instance Reference (PS3.3 C.12.2): the source slice plus the source's own refs."""
+    instance = Dataset()
+    instance.ReferencedSOPClassUID = source.SOPClassUID
+    instance.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    series = Dataset()
+    series.SeriesInstanceUID = source.SeriesInstanceUID
+    series.ReferencedInstanceSequence = [instance]
+    kept = [copy.deepcopy(item) for item in source.get("ReferencedSeriesSequence") or []]
+    return [series, *kept]
+
+
+def _copy_source(source: Dataset) -> Dataset:
+    """Public, non-pixel attributes of the source; private tags dropped (not ours to vouch)."""
+    ds = Dataset()
+    for element in source:
+        if element.tag.is_private or element.keyword in _NOT_COPIED:
+            continue
+        if element.keyword in _EQUIPMENT_NOT_COPIED:
+            continue
+        ds.add(copy.deepcopy(element))
+    return ds
+
+
+def derived_header(source: Dataset, sop_instance_uid: UID, context: DerivationContext) -> Dataset:
+    """Header of the derived instance for one source slice; pixels are set by the writer.
+
+    Patient, study, Frame of Reference, series and acquisition dates and times, and all PET
+    quantitation attributes are copied unchanged: SUV decay refers to Series and Acquisition
+    Date/Time (QIBA), so changing them would change SUV.
+    """
+    ds = _copy_source(source)
+    date, time = context.now.strftime("%Y%m%d"), context.now.strftime("%H%M%S")
+    # SOP Common
+    ds.SOPInstanceUID = sop_instance_uid
+    ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+    contributing = [
+        copy.deepcopy(item) for item in source.get("ContributingEquipmentSequence") or []
+    ]
+    acquisition = _acquisition_item(source)
+    if acquisition is not None:
+        contributing.append(acquisition)
+    contributing.append(_processing_item(context))
+    ds.ContributingEquipmentSequence = contributing
+    # General Series
+    ds.SeriesInstanceUID = context.series_instance_uid
+    ds.SeriesNumber = context.series_number
+    ds.SeriesDescription = context.series_description
+    # General Equipment: the node made this instance
+    ds.Manufacturer = PROJECT_MANUFACTURER
+    ds.ManufacturerModelName = NODE_MODEL_NAME
+    ds.SoftwareVersions = _node_version()
+    # General Image / PET Image
+    ds.ImageType = [*IMAGE_TYPE_DERIVED, *list(source.get("ImageType") or [])[2:]]
+    ds.ContentDate, ds.ContentTime = date, time
+    # General Reference
+    ds.DerivationDescription = context.derivation_description
+    ds.DerivationCodeSequence = [CodedConcept.from_code(context.derivation_code)]
+    ds.SourceImageSequence = [_source_reference(source)]
+    # Common Instance Reference
+    ds.ReferencedSeriesSequence = _referenced_series(source)
+    return ds

@@ -1,0 +1,99 @@
+"""C-STORE SCU: send one derived series to one destination over one association.
+
+Only the SOP classes being sent are proposed, each with the transfer syntax its files are in
+(PS3.8 presentation context negotiation), so a strict PACS never sees a context it did not
+ask for. Success and the warning statuses B000/B006/B007 count as stored (PS3.4 B.2.3); any
+failure status, a rejected or aborted association, or a network error raises ``SendError``,
+which the send task retries with backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+from pydicom import dcmread
+from pynetdicom import AE, evt
+
+from service.config import PeerSettings, SenderSettings
+from service.dicom.network import client_ssl_context, nodelay_on_connection_open
+from service.errors import STATUS_SUCCESS, STORE_WARNING_STATUSES, SendError
+
+log = structlog.stdlib.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class SendReport:
+    """What one association stored."""
+
+    destination_ae_title: str
+    stored: int
+    warnings: dict[str, int] = field(default_factory=dict)
+
+
+def send_files(
+    paths: Sequence[Path],
+    peer: PeerSettings,
+    sender: SenderSettings,
+    on_stored: Callable[[int], None] | None = None,
+) -> SendReport:
+    """Send ``paths`` to ``peer`` over one association.
+
+    ``on_stored(n)`` is called before each C-STORE with the number already sent (progress).
+
+    Raises:
+        SendError: the association failed, or any instance got a failure status (the
+            message lists the statuses); nothing is counted as stored then.
+    """
+    if not paths:
+        raise SendError("nothing to send: the derived series has no files")
+    headers = [dcmread(path, stop_before_pixels=True) for path in paths]
+    contexts = sorted({(str(h.SOPClassUID), str(h.file_meta.TransferSyntaxUID)) for h in headers})
+    ae = AE(ae_title=sender.ae_title)
+    ae.network_timeout = sender.network_timeout_s
+    ae.acse_timeout = sender.acse_timeout_s
+    ae.dimse_timeout = sender.dimse_timeout_s
+    for sop_class, transfer_syntax in contexts:
+        ae.add_requested_context(sop_class, transfer_syntax)
+    tls_args = (client_ssl_context(peer.tls), peer.host) if peer.tls is not None else None
+    assoc = ae.associate(
+        peer.host,
+        peer.port,
+        ae_title=peer.ae_title,
+        evt_handlers=[(evt.EVT_CONN_OPEN, nodelay_on_connection_open)],
+        tls_args=tls_args,
+    )
+    if not assoc.is_established:
+        reason = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
+        raise SendError(f"association to {peer.ae_title}@{peer.host}:{peer.port} {reason}")
+    warnings: dict[str, int] = {}
+    failures: dict[str, int] = {}
+    try:
+        for done, path in enumerate(paths, start=1):
+            if on_stored is not None:
+                on_stored(done - 1)
+            status = assoc.send_c_store(path)
+            code = int(status.Status) if "Status" in status else None
+            if code == STATUS_SUCCESS:
+                continue
+            if code in STORE_WARNING_STATUSES:
+                warnings[f"0x{code:04X}"] = warnings.get(f"0x{code:04X}", 0) + 1
+                continue
+            label = "no response" if code is None else f"0x{code:04X}"
+            failures[label] = failures.get(label, 0) + 1
+            if code is None:
+                break  # association is gone (DIMSE timeout or abort): stop, retry later
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    if failures:
+        raise SendError(
+            f"{peer.ae_title}@{peer.host}:{peer.port} refused instances: "
+            + ", ".join(f"{k} x{v}" for k, v in sorted(failures.items()))
+        )
+    log.info(
+        "series_sent", destination=peer.ae_title, instances=len(paths), warnings=warnings or "none"
+    )
+    return SendReport(destination_ae_title=peer.ae_title, stored=len(paths), warnings=warnings)

@@ -1,0 +1,142 @@
+"""Load one received PET series into a Bq/ml volume with its geometry.
+
+Slices are sorted by their position along the plane normal (ImagePositionPatient projected
+on the normal of ImageOrientationPatient, PS3.3 C.7.6.2.1.1), so axis 0 runs feet to head for
+axial slices, the same convention as the simulation. For ImageOrientationPatient
+1\\0\\0\\0\\1\\0 the row index grows towards +Y (posterior) and the column index towards +X
+(patient left). Each slice is rescaled with its own RescaleSlope/Intercept: PET stores a
+different slope per slice (PS3.3 C.8.9.4.1.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pydicom
+import structlog
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from service.dicom import pet
+from service.errors import PetHeaderError
+
+__all__ = ["PetVolume", "load_pet_volume"]
+
+log = structlog.stdlib.get_logger(__name__)
+
+# Two slices closer than this along the normal are the same position.
+_DUPLICATE_POSITION_MM = 1e-3
+# Spacing between neighbours may differ by this much before the series counts as uneven.
+_SPACING_TOLERANCE_MM = 1e-2
+_ORIENTATION_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class PetVolume:
+    """A PET series as a volume: headers sorted feet to head and Bq/ml values.
+
+    Attributes:
+        datasets: One dataset per slice, sorted by slice position ascending; pixel data kept.
+        bqml: Activity concentration, shape (z, y, x), float32, after per-slice rescale.
+        spacing_mm: (slice spacing from positions, row spacing, column spacing).
+        positions_mm: Slice positions along the plane normal, ascending, one per slice.
+    """
+
+    datasets: list[Dataset]
+    bqml: npt.NDArray[np.float32]
+    spacing_mm: tuple[float, float, float]
+    positions_mm: tuple[float, ...]
+
+    @property
+    def series_instance_uid(self) -> str:
+        """SeriesInstanceUID shared by every slice."""
+        return str(self.datasets[0].SeriesInstanceUID)
+
+
+def _read(path: Path) -> Dataset:
+    try:
+        return pydicom.dcmread(path)
+    except (InvalidDicomError, OSError) as exc:
+        raise PetHeaderError(f"cannot read {path.name}: {exc}") from exc
+
+
+def _check_consistent(datasets: Sequence[Dataset]) -> None:
+    """Raise PetHeaderError unless all slices belong to one series with one geometry."""
+    first = datasets[0]
+    orientation = pet.image_orientation(first)
+    for ds in datasets[1:]:
+        if ds.get("SeriesInstanceUID") != first.get("SeriesInstanceUID"):
+            raise PetHeaderError(
+                f"mixed series: {first.get('SeriesInstanceUID')} and {ds.get('SeriesInstanceUID')}"
+            )
+        if ds.get("Rows") != first.get("Rows") or ds.get("Columns") != first.get("Columns"):
+            raise PetHeaderError(
+                f"inconsistent matrix in {ds.get('SOPInstanceUID')}: {ds.get('Rows')}x"
+                f"{ds.get('Columns')} vs {first.get('Rows')}x{first.get('Columns')}"
+            )
+        if np.max(np.abs(pet.image_orientation(ds) - orientation)) > _ORIENTATION_TOLERANCE:
+            raise PetHeaderError(f"inconsistent orientation in {ds.get('SOPInstanceUID')}")
+        if ds.get("NumberOfFrames") not in (None, "", 1, "1"):
+            raise PetHeaderError(f"multi-frame instance {ds.get('SOPInstanceUID')} not supported")
+    pixel_spacing = first.get("PixelSpacing")
+    if pixel_spacing is None or len(pixel_spacing) != 2:
+        raise PetHeaderError("PixelSpacing is missing or not two values")
+    for ds in datasets[1:]:
+        other = ds.get("PixelSpacing")
+        if other is None or [float(v) for v in other] != [float(v) for v in pixel_spacing]:
+            raise PetHeaderError(f"inconsistent PixelSpacing in {ds.get('SOPInstanceUID')}")
+
+
+def _slice_spacing_mm(positions: Sequence[float]) -> float:
+    if len(positions) < 2:
+        return 0.0
+    steps = np.diff(np.asarray(positions, dtype=np.float64))
+    if np.min(steps) < _DUPLICATE_POSITION_MM:
+        index = int(np.argmin(steps))
+        raise PetHeaderError(f"duplicate slice position {positions[index]:.3f} mm")
+    if np.max(steps) - np.min(steps) > _SPACING_TOLERANCE_MM:
+        raise PetHeaderError(f"uneven slice spacing: {np.min(steps):.3f} to {np.max(steps):.3f} mm")
+    return float(np.mean(steps))
+
+
+def load_pet_volume(paths: Sequence[Path]) -> PetVolume:
+    """Read, check and stack the slices of one PET series.
+
+    Args:
+        paths: One file per slice, any order; files are only read.
+
+    Returns:
+        The volume in Bq/ml (Units are not checked here; ``service.dicom.selection`` does that).
+
+    Raises:
+        PetHeaderError: If no paths are given, a file is not DICOM, slices come from several
+            series, rows/columns/orientation/pixel spacing differ, a position repeats, or
+            spacing is uneven.
+    """
+    if not paths:
+        raise PetHeaderError("no slices to load")
+    datasets = [_read(Path(path)) for path in paths]
+    _check_consistent(datasets)
+    keyed = sorted(((pet.slice_position_mm(ds), ds) for ds in datasets), key=lambda kv: kv[0])
+    positions = tuple(position for position, _ in keyed)
+    ordered = [ds for _, ds in keyed]
+    slice_spacing = _slice_spacing_mm(positions)
+    slices = []
+    for ds in ordered:
+        slope, intercept = pet.rescale(ds)
+        stored = ds.pixel_array.astype(np.float64)
+        slices.append((stored * slope + intercept).astype(np.float32))
+    row_spacing, column_spacing = (float(v) for v in ordered[0].PixelSpacing)
+    log.info(
+        "pet_volume_loaded", series_uid=ordered[0].get("SeriesInstanceUID"), slices=len(ordered)
+    )
+    return PetVolume(
+        datasets=ordered,
+        bqml=np.stack(slices, axis=0),
+        spacing_mm=(slice_spacing, row_spacing, column_spacing),
+        positions_mm=positions,
+    )

@@ -1,0 +1,112 @@
+"""Operator actions on node state: status summary, dead-letter listing and replay.
+
+Used by the CLI (and the status page); all of it goes through ``StateStore``, so it works on
+any host that can reach the state database.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from service.errors import InvalidTransitionError
+from service.pipeline.states import SeriesState
+from service.pipeline.store import SeriesView, StateStore
+
+S = SeriesState
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    """One line of ``unipet-node status`` (UIDs, states and timings; no patient data)."""
+
+    series_uid: str
+    state: str
+    reason: str
+    calling_aet: str
+    instances: int
+    expected: int | None
+    completeness: str
+    algorithm: str
+    drf_estimate: float | None
+    output_series_uid: str | None
+    inference_s: float | None
+    end_to_end_s: float | None
+    last_error: str
+    updated_at: float
+
+    @classmethod
+    def of(cls, s: SeriesView) -> SeriesSummary:
+        """Summarise one series."""
+        return cls(
+            series_uid=s.series_instance_uid,
+            state=s.state.value,
+            reason=s.state_reason,
+            calling_aet=s.calling_aet,
+            instances=s.received_instances,
+            expected=s.expected_instances,
+            completeness=s.completeness_reason,
+            algorithm=s.algorithm,
+            drf_estimate=s.drf_estimate,
+            output_series_uid=s.output_series_uid,
+            inference_s=s.inference_seconds,
+            end_to_end_s=(s.done_at - s.last_received_at) if s.done_at else None,
+            last_error=s.last_error,
+            updated_at=s.state_changed_at,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def status_report(state: StateStore, limit: int = 50) -> dict[str, object]:
+    """Counts per state plus the most recent series."""
+    counts = state.count_by_state()
+    return {
+        "counts": {k.value: v for k, v in counts.items()},
+        "series": [SeriesSummary.of(s).as_dict() for s in state.recent(limit)],
+        "generated_at": time.time(),
+    }
+
+
+def dead_letters(state: StateStore) -> list[SeriesSummary]:
+    """Series whose retries are spent, plus incomplete series given up by completeness."""
+    dead = state.in_states([S.DEAD])
+    incomplete = [s for s in state.in_states([S.FAILED]) if s.pending_step == "completeness"]
+    return [SeriesSummary.of(s) for s in [*dead, *incomplete]]
+
+
+def replay(state: StateStore, series_uid: str) -> SeriesView:
+    """Put a dead-lettered series back to work from where it failed.
+
+    A series that failed delivery goes back to WRITTEN (only missing destinations are sent);
+    one that failed denoising goes back to COMPLETE; an incomplete one re-opens for receiving.
+
+    Raises:
+        InvalidTransitionError: the series is not dead-lettered.
+    """
+    series = state.get(series_uid)
+    if series.state is S.FAILED and series.pending_step == "completeness":
+        target, step = S.RECEIVING, ""
+    elif series.state is S.DEAD and series.pending_step == "send" and series.output_key:
+        target, step = S.WRITTEN, "send"
+    elif series.state is S.DEAD:
+        target, step = S.COMPLETE, ""
+    else:
+        raise InvalidTransitionError(
+            f"series {series_uid} is {series.state.value}: only dead letters can be replayed"
+        )
+    changed = state.transition(
+        series_uid,
+        target,
+        "replayed by operator",
+        expect=[series.state],
+        lease_s=0.0 if target is S.WRITTEN else None,
+        pending_step=step,
+        attempts=0,
+        last_received_at=time.time() if target is S.RECEIVING else series.last_received_at,
+    )
+    if changed is None:
+        raise InvalidTransitionError(f"series {series_uid} changed state during replay; try again")
+    return changed

@@ -1,0 +1,248 @@
+"""The one door between the DICOM node and the model package (DESIGN.md section 2).
+
+Everything the node needs from ``model/`` comes through here: a ``Denoiser`` that takes a
+(z, y, x) volume in Bq/ml and returns one, with the ``AlgorithmIdentity`` that the writer puts
+into the DICOM provenance; and the PET simulation behind ``unipet-node simulate``. No other
+module in ``service/`` imports ``model``.
+
+Backends: ``gaussian`` is the classical post-filter, labelled as exactly that (never as
+UniPET). ``unipet`` needs trained weights; ``auto`` takes UniPET when its weights are present
+and the Gaussian filter otherwise, and says which in the provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import structlog
+
+from model import WeightsError
+from model import load_denoiser as load_network
+from model.baselines import gaussian_postfilter
+from model.simulate import simulate_study
+from service.config import ModelSettings
+from service.dicom.provenance import AlgorithmIdentity
+from service.errors import ConfigError, InferenceError
+
+if TYPE_CHECKING:
+    from model.simulate.types import SimulatedStudy
+
+__all__ = [
+    "DenoiseResult",
+    "Denoiser",
+    "GaussianDenoiser",
+    "SimulatedStudy",
+    "UniPETDenoiser",
+    "load_denoiser",
+    "node_version",
+    "simulate_study",
+]
+
+log = structlog.stdlib.get_logger(__name__)
+
+
+def node_version() -> str:
+    """Installed version of the node package."""
+    try:
+        return version("unipet-node")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+@dataclass(frozen=True)
+class DenoiseResult:
+    """A denoised volume and who made it."""
+
+    volume_bqml: npt.NDArray[np.float32]
+    algorithm: AlgorithmIdentity
+    drf_estimate: float | None
+    seconds: float
+    device: str
+
+
+class Denoiser(Protocol):
+    """What the worker calls: loaded once per process, then ``denoise`` per series."""
+
+    algorithm: AlgorithmIdentity
+    device: str
+
+    def denoise(
+        self,
+        volume_bqml: npt.NDArray[np.float32],
+        spacing_mm: Sequence[float],
+        suv_per_bqml: float,
+    ) -> DenoiseResult:
+        """Denoise one (z, y, x) volume in Bq/ml; ``suv_per_bqml`` comes from its headers."""
+        ...
+
+
+def _check_volume(volume_bqml: npt.NDArray[np.float32]) -> None:
+    """Refuse what no denoiser can honestly process: not 3D, or NaN/inf voxels."""
+    if volume_bqml.ndim != 3 or not np.isfinite(volume_bqml).all():
+        raise InferenceError(f"expected a finite 3D volume, got shape {volume_bqml.shape}")
+
+
+class GaussianDenoiser:
+    """The scanner-style Gaussian post-filter, honestly labelled as such."""
+
+    def __init__(self, fwhm_mm: float) -> None:
+        self.fwhm_mm = fwhm_mm
+        self.device = "cpu"
+        canonical = f"gaussian-postfilter;fwhm_mm={fwhm_mm:.3f}"
+        self.algorithm = AlgorithmIdentity(
+            name="Gaussian post-filter",
+            version=node_version(),
+            weights_sha256=hashlib.sha256(canonical.encode()).hexdigest(),
+            description=f"3D Gaussian post-filter, FWHM {fwhm_mm:g} mm (no neural network)",
+            parameters={"fwhm_mm": f"{fwhm_mm:g}"},
+        )
+
+    def denoise(
+        self,
+        volume_bqml: npt.NDArray[np.float32],
+        spacing_mm: Sequence[float],
+        suv_per_bqml: float,
+    ) -> DenoiseResult:
+        """Filter the volume; quantitation (regional means) is preserved by construction."""
+        start = time.perf_counter()
+        _check_volume(volume_bqml)
+        filtered = gaussian_postfilter(volume_bqml, spacing_mm, self.fwhm_mm)
+        return DenoiseResult(
+            volume_bqml=filtered,
+            algorithm=self.algorithm,
+            drf_estimate=None,
+            seconds=time.perf_counter() - start,
+            device=self.device,
+        )
+
+
+class UniPETDenoiser:
+    """Trained UniPET weights, labelled with the version and hash of the exact file loaded.
+
+    The model card beside the weights (``<stem>.json``, written by ``model.package``) gives
+    the version, but only if its ``weights_sha256`` is the hash of the file loaded: a
+    corrupted or swapped weights file must never carry the identity of the one the card
+    describes. Without a card the node's own version labels the output, with a warning.
+    """
+
+    def __init__(self, weights: Path, device: str, threads: int | None) -> None:
+        try:
+            before = _sha256_file(weights)
+            self._network = load_network(weights, threads=threads, device=device)
+        except (OSError, WeightsError) as exc:
+            raise ConfigError(f"model.weights: cannot load {weights}: {exc}") from exc
+        # The model hashes the file after reading its tensors; the same hash before the read
+        # shows the tensors loaded are the bytes that hash names.
+        sha256 = self._network.weights_sha256
+        if sha256 != before:
+            raise ConfigError(f"model.weights: {weights} changed while it was being loaded")
+        self.device = device
+        self.algorithm = AlgorithmIdentity(
+            name="UniPET",
+            version=_card_version(weights, sha256),
+            weights_sha256=sha256,
+            description="UniPET universal low-dose PET denoiser (style alignment network)",
+            parameters={"weights": weights.name},
+        )
+
+    def denoise(
+        self,
+        volume_bqml: npt.NDArray[np.float32],
+        spacing_mm: Sequence[float],
+        suv_per_bqml: float,
+    ) -> DenoiseResult:
+        """Denoise in SUV inside the network; input and output stay in Bq/ml."""
+        _check_volume(volume_bqml)
+        try:
+            result = self._network.denoise(volume_bqml, suv_per_bqml)
+        except (RuntimeError, ValueError) as exc:  # torch raises RuntimeError (e.g. out of memory)
+            raise InferenceError(f"UniPET inference failed: {exc}") from exc
+        return DenoiseResult(
+            volume_bqml=np.asarray(result.volume_bqml, dtype=np.float32),
+            algorithm=self.algorithm,
+            drf_estimate=result.drf_estimate,
+            seconds=result.seconds,
+            device=result.device,
+        )
+
+
+def _sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _card_version(weights: Path, sha256: str) -> str:
+    """Version from the model card beside the weights, once the card vouches for this file.
+
+    Raises:
+        ConfigError: the card is unreadable, names another SHA-256, or names no version.
+    """
+    card_path = weights.with_suffix(".json")
+    if not card_path.is_file():
+        log.warning(
+            "model_card_missing",
+            weights=weights.name,
+            version=node_version(),
+            reason=f"no {card_path.name} beside the weights",
+        )
+        return node_version()
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"model.weights: unreadable model card {card_path}: {exc}") from exc
+    if not isinstance(card, dict):
+        raise ConfigError(f"model.weights: model card {card_path} is not a JSON object")
+    if card.get("weights_sha256") != sha256:
+        raise ConfigError(
+            f"model.weights: model card {card_path} names SHA-256 {card.get('weights_sha256')}, "
+            f"but {weights} has SHA-256 {sha256}: the weights are corrupted or not the ones "
+            "the card describes"
+        )
+    version_value = card.get("version")
+    if not isinstance(version_value, str) or not version_value:
+        raise ConfigError(f"model.weights: model card {card_path} names no version")
+    return version_value
+
+
+def shipped_weights() -> Path | None:
+    """The newest ``unipet-*.safetensors`` in model/weights, or None while none ships."""
+    folder = Path(__file__).resolve().parents[2] / "model" / "weights"
+    candidates = sorted(folder.glob("unipet-*.safetensors"))
+    return candidates[-1] if candidates else None
+
+
+def load_denoiser(settings: ModelSettings) -> Denoiser:
+    """Build the configured denoiser once per process.
+
+    ``auto`` takes UniPET when weights are configured or shipped, else the Gaussian filter
+    (and says so in the provenance). ``unipet`` without weights is a configuration error.
+
+    Raises:
+        ConfigError: UniPET was asked for but no usable weights are available.
+    """
+    if settings.backend == "gaussian":
+        return GaussianDenoiser(settings.gaussian_fwhm_mm)
+    weights = settings.weights or shipped_weights()
+    if weights is None:
+        if settings.backend == "unipet":
+            raise ConfigError(
+                "model.backend: 'unipet' needs trained weights (model.weights), and this build "
+                "ships none yet; use 'auto' or 'gaussian'"
+            )
+        log.info("denoiser_backend", backend="gaussian", reason="no trained UniPET weights")
+        return GaussianDenoiser(settings.gaussian_fwhm_mm)
+    log.info("denoiser_backend", backend="unipet", weights=weights.name)
+    return UniPETDenoiser(weights, settings.device, settings.threads)

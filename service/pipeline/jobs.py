@@ -1,0 +1,198 @@
+"""The two jobs a worker does for a series: denoise it, and deliver the result.
+
+Plain functions of a ``WorkerContext`` (Celery tasks in ``service/tasks.py`` only wrap them),
+idempotent by construction: the state database decides whether there is anything to do, the
+derived UIDs are deterministic, and the output folder is replaced atomically. Any host may run
+any attempt.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from service import metrics
+from service.config import DestinationSettings, NodeSettings
+from service.dicom import pet
+from service.dicom.sender import send_files
+from service.dicom.volume import load_pet_volume
+from service.dicom.writer import DerivedSeriesOptions, write_derived_series
+from service.errors import InvalidTransitionError, SendError
+from service.pipeline.states import SeriesState
+from service.pipeline.store import SeriesView
+from service.pipeline.worker_context import WorkerContext
+
+log = structlog.stdlib.get_logger(__name__)
+
+S = SeriesState
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """What a job did, returned to Celery as a small dict."""
+
+    series_uid: str
+    done: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, object]:
+        """Celery result payload (UIDs and words only, no patient data)."""
+        return {"series_uid": self.series_uid, "done": self.done, "detail": self.detail}
+
+
+def destinations_for(settings: NodeSettings, series: SeriesView) -> list[DestinationSettings]:
+    """Configured destinations, or the sender's own AE from the AE table when none are set.
+
+    Raises:
+        SendError: no destination is configured and the calling AE is not in ``ae_table``.
+    """
+    if settings.destinations:
+        return list(settings.destinations)
+    peer = settings.ae_table.get(series.calling_aet)
+    if peer is None:
+        raise SendError(
+            f"no destination: calling AE {series.calling_aet!r} is not in ae_table and no "
+            "destinations are configured"
+        )
+    return [
+        DestinationSettings(
+            name=f"sender-{series.calling_aet}",
+            ae_title=peer.ae_title,
+            host=peer.host,
+            port=peer.port,
+            tls=peer.tls,
+        )
+    ]
+
+
+def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
+    """Load, denoise and write the derived series of one complete input series."""
+    lease_s = ctx.settings.queue.job_lease_s
+    claimed = ctx.state.claim(
+        series_uid,
+        S.PROCESSING,
+        expect=[S.QUEUED, S.FAILED],
+        lease_s=lease_s,
+        reason="worker started denoising",
+        step="denoise",
+    )
+    if claimed is None:
+        current = ctx.state.get(series_uid).state
+        return StepOutcome(series_uid, False, f"nothing to do: series is {current.value}")
+    instances = ctx.state.instances(series_uid)
+    volume = load_pet_volume([ctx.spool.path_of(i.spool_key) for i in instances])
+    result = ctx.denoiser.denoise(
+        volume.bqml, volume.spacing_mm, pet.suv_bw_factor(volume.datasets[0])
+    )
+    metrics.inference_seconds.labels(device=result.device).observe(result.seconds)
+    out_dir = ctx.spool.outgoing_dir(series_uid, result.algorithm.weights_sha256)
+    derived = write_derived_series(
+        volume,
+        result.volume_bqml,
+        result.algorithm,
+        out_dir,
+        drf_estimate=result.drf_estimate,
+        options=DerivedSeriesOptions(
+            series_description_suffix=ctx.settings.output.series_description_suffix,
+            series_number_offset=ctx.settings.output.series_number_offset,
+        ),
+    )
+    written = ctx.state.transition(
+        series_uid,
+        S.WRITTEN,
+        f"{len(derived.paths)} instances written by {result.algorithm.name}",
+        expect=[S.PROCESSING],
+        lease_s=ctx.settings.queue.requeue_after_s,
+        output_series_uid=str(derived.series_instance_uid),
+        output_key=ctx.spool.key_of(derived.directory),
+        output_instances=len(derived.paths),
+        algorithm=f"{result.algorithm.name} {result.algorithm.software_versions}"[:128],
+        drf_estimate=result.drf_estimate,
+        inference_seconds=result.seconds,
+        written_at=time.time(),
+        pending_step="send",
+        last_error="",
+    )
+    if written is None:
+        # Re-opened by new instances while we worked: this output is stale; the next run
+        # rewrites the same folder with the same UIDs.
+        metrics.series_processed_total.labels(outcome="superseded").inc()
+        return StepOutcome(series_uid, False, "series changed while processing; result dropped")
+    metrics.series_processed_total.labels(outcome="written").inc()
+    ctx.state.ensure_deliveries(
+        series_uid, [d.name for d in _destinations_or_empty(ctx.settings, written)]
+    )
+    log.info(
+        "series_written",
+        series_uid=series_uid,
+        output_uid=derived.series_instance_uid,
+        instances=len(derived.paths),
+        seconds=result.seconds,
+    )
+    return StepOutcome(series_uid, True, f"written {len(derived.paths)} instances")
+
+
+def _destinations_or_empty(settings: NodeSettings, series: SeriesView) -> list[DestinationSettings]:
+    try:
+        return destinations_for(settings, series)
+    except SendError:
+        return []
+
+
+def deliver(ctx: WorkerContext, series_uid: str) -> StepOutcome:
+    """Send the derived series to every destination it has not reached yet.
+
+    Raises:
+        SendError: at least one destination failed; the others keep their SENT state, so a
+            retry only sends where it is still missing.
+    """
+    claimed = ctx.state.claim(
+        series_uid,
+        S.SENDING,
+        expect=[S.WRITTEN, S.FAILED],
+        lease_s=ctx.settings.queue.job_lease_s,
+        reason="sending derived series",
+        step="send",
+    )
+    if claimed is None:
+        current = ctx.state.get(series_uid).state
+        return StepOutcome(series_uid, False, f"nothing to do: series is {current.value}")
+    destinations = destinations_for(ctx.settings, claimed)
+    ctx.state.ensure_deliveries(series_uid, [d.name for d in destinations])
+    already = ctx.state.deliveries(series_uid)
+    if claimed.output_key is None:
+        raise InvalidTransitionError(f"series {series_uid} is {claimed.state.value} without output")
+    paths = sorted(ctx.spool.path_of(claimed.output_key).glob("*.dcm"))
+    errors: list[str] = []
+    for destination in destinations:
+        if already.get(destination.name, ("PENDING",))[0] == "SENT":
+            continue
+        try:
+            send_files(paths, destination, ctx.settings.sender)
+        except SendError as exc:
+            metrics.send_attempts_total.labels(
+                destination=destination.name, outcome="failure"
+            ).inc()
+            ctx.state.mark_delivery(series_uid, destination.name, "FAILED", str(exc))
+            errors.append(f"{destination.name}: {exc}")
+            continue
+        metrics.send_attempts_total.labels(destination=destination.name, outcome="success").inc()
+        ctx.state.mark_delivery(series_uid, destination.name, "SENT")
+    if errors:
+        raise SendError("; ".join(errors))
+    now = time.time()
+    done = ctx.state.transition(
+        series_uid,
+        S.DONE,
+        f"stored at {', '.join(d.name for d in destinations)}",
+        expect=[S.SENDING],
+        now=now,
+        done_at=now,
+        pending_step="",
+        last_error="",
+    )
+    if done is not None:
+        metrics.end_to_end_seconds.observe(now - done.last_received_at)
+    return StepOutcome(series_uid, done is not None, "delivered")

@@ -1,0 +1,243 @@
+"""The DICOM listener: C-ECHO and C-STORE SCP (PS3.4 Annex A and B).
+
+The C-STORE handler does as little as possible (DESIGN.md section 4): admission checks,
+parse the header, validate UIDs, durable spool write, one state-database row, answer. It never
+decodes pixels or runs the model. Every refusal is a ``RefusedInstanceError`` mapped to its
+DICOM status in exactly one place (``StoreHandler.handle_store``), and its bytes are
+quarantined with the reason, so nothing refused is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import cast
+
+import structlog
+from pydicom.dataset import Dataset
+from pynetdicom import AE, evt
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.events import Event, EventHandlerType
+from pynetdicom.transport import ThreadedAssociationServer
+
+from service import metrics
+from service.config import NodeSettings
+from service.dicom import pet
+from service.dicom.network import server_ssl_context
+from service.dicom.parsing import ACCEPTED_TRANSFER_SYNTAXES, parse_dataset
+from service.dicom.selection import Outcome, assess_instance
+from service.dicom.uids import validate_uid
+from service.errors import (
+    STATUS_SUCCESS,
+    InvalidUidError,
+    NodeError,
+    PetHeaderError,
+    QueueFullError,
+    RefusedInstanceError,
+    SopClassMismatchError,
+    SpoolFullError,
+    UndecodableDatasetError,
+)
+from service.pipeline.admission import (
+    ASSOCIATION_REFUSAL_REASONS,
+    AdmissionPolicy,
+    CapacityCheck,
+    install_admission,
+)
+from service.pipeline.spool import Spool
+from service.pipeline.states import SeriesState
+from service.pipeline.store import ReceivedInstance, StateStore
+
+log = structlog.stdlib.get_logger(__name__)
+
+#: PS3.4 Annex A: the Verification SOP Class (C-ECHO).
+VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
+
+#: Storage SOP classes we accept. PET is processed; CT and secondary captures (often sent
+#: along with a PET study by auto-routing) are accepted and recorded as IGNORED, so a
+#: scanner that sends the whole study sees success rather than per-series failures.
+ACCEPTED_STORAGE_SOP_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.128",  # PET Image Storage
+    "1.2.840.10008.5.1.4.1.1.130",  # Enhanced PET Image Storage (recorded, refused per series)
+    "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image Storage
+)
+
+_OUTCOME_STATE = {
+    Outcome.ELIGIBLE: SeriesState.RECEIVING,
+    Outcome.IGNORED: SeriesState.IGNORED,
+    Outcome.REJECTED: SeriesState.REJECTED,
+}
+
+
+class StoreHandler:
+    """C-STORE and C-ECHO handlers bound to one spool and one state store."""
+
+    def __init__(self, settings: NodeSettings, spool: Spool, state: StateStore) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.state = state
+        self.admission = CapacityCheck(
+            spool=spool,
+            state=state,
+            min_free_bytes=settings.spool.min_free_bytes,
+            max_used_fraction=settings.spool.max_used_fraction,
+            max_waiting_series=settings.queue.max_waiting_series,
+        )
+
+    def handle_echo(self, event: Event) -> int:
+        """C-ECHO: the node is up (PS3.4 Annex A)."""
+        return STATUS_SUCCESS
+
+    def handle_store(self, event: Event) -> Dataset | int:
+        """C-STORE: store durably and record, or refuse with a status and quarantine."""
+        calling_aet = str(event.assoc.requestor.ae_title).strip()
+        data = b""
+        try:
+            data = event.encoded_dataset(include_meta=True)
+            self.admission.check(time.time())
+            self._store(event, data, calling_aet)
+        except RefusedInstanceError as exc:
+            return self._refuse(exc, data, calling_aet, event)
+        except OSError as exc:
+            # Disk write failed (full, permissions, I/O error): the sender must retry later.
+            refusal = SpoolFullError(f"spool write failed: {exc}")
+            return self._refuse(refusal, data, calling_aet, event)
+        metrics.instances_received_total.labels(calling_aet=calling_aet).inc()
+        return STATUS_SUCCESS
+
+    def _store(self, event: Event, data: bytes, calling_aet: str) -> None:
+        ds = parse_dataset(data)
+        request = cast(C_STORE, event.request)
+        sop_class = str(ds.get("SOPClassUID", ""))
+        if sop_class != str(request.AffectedSOPClassUID):
+            raise SopClassMismatchError(
+                f"SOP Class {sop_class!r} differs from the negotiated "
+                f"{request.AffectedSOPClassUID!s}"
+            )
+        sop_uid = validate_uid(ds.get("SOPInstanceUID", ""), "SOPInstanceUID")
+        if sop_uid != str(request.AffectedSOPInstanceUID):
+            raise SopClassMismatchError("SOP Instance UID differs from the C-STORE request")
+        study_uid = validate_uid(ds.get("StudyInstanceUID", ""), "StudyInstanceUID")
+        series_uid = validate_uid(ds.get("SeriesInstanceUID", ""), "SeriesInstanceUID")
+        eligibility = assess_instance(ds)
+        position: float | None
+        try:
+            position = pet.slice_position_mm(ds)
+        except PetHeaderError:
+            position = None
+        stored = self.spool.store_incoming(study_uid, series_uid, sop_uid, data)
+        self.state.record_instance(
+            ReceivedInstance(
+                study_instance_uid=study_uid,
+                series_instance_uid=series_uid,
+                sop_instance_uid=sop_uid,
+                sop_class_uid=sop_class,
+                calling_aet=calling_aet,
+                modality=str(ds.get("Modality", "")),
+                series_description=str(ds.get("SeriesDescription", ""))[:64],
+                spool_key=stored.key,
+                sha256=stored.sha256,
+                size_bytes=stored.size_bytes,
+                slice_position_mm=position,
+                expected_instances=_expected_count(ds),
+                outcome_state=_OUTCOME_STATE[eligibility.outcome],
+                outcome_reason=eligibility.reason,
+            )
+        )
+
+    def _refuse(
+        self, exc: RefusedInstanceError, data: bytes, calling_aet: str, event: Event
+    ) -> Dataset:
+        details = {
+            "calling_aet": calling_aet,
+            "status": f"0x{exc.status:04X}",
+            "sop_instance_uid": str(cast(C_STORE, event.request).AffectedSOPInstanceUID),
+        }
+        # Out-of-resources refusals are not the sender's fault and will be re-sent: keeping
+        # their bytes would fill the very disk that is full.
+        if data and not isinstance(exc, SpoolFullError | QueueFullError):
+            try:
+                self.spool.quarantine(data, exc.message, details)
+            except OSError:
+                log.exception("quarantine_write_failed", reason=exc.reason_code)
+        metrics.instances_rejected_total.labels(reason=exc.reason_code).inc()
+        log.warning(
+            "instance_refused",
+            calling_aet=calling_aet,
+            status=hex(exc.status),
+            reason=exc.reason_code,
+            detail=exc.message,
+        )
+        status = Dataset()
+        status.Status = exc.status
+        status.ErrorComment = exc.message[:64]
+        return status
+
+
+def _expected_count(ds: Dataset) -> int | None:
+    try:
+        return pet.expected_instance_count(ds)
+    except PetHeaderError:
+        return None
+
+
+def build_listener_ae(settings: NodeSettings) -> AE:
+    """The listener's Application Entity with its presentation contexts and limits."""
+    cfg = settings.listener
+    ae = AE(ae_title=cfg.ae_title)
+    ae.maximum_associations = cfg.max_associations
+    ae.maximum_pdu_size = cfg.max_pdu_bytes
+    ae.network_timeout = cfg.network_timeout_s
+    ae.dimse_timeout = cfg.dimse_timeout_s
+    ae.add_supported_context(VERIFICATION_SOP_CLASS)
+    for sop_class in ACCEPTED_STORAGE_SOP_CLASSES:
+        ae.add_supported_context(sop_class, ACCEPTED_TRANSFER_SYNTAXES)
+    return ae
+
+
+def start_listener(
+    settings: NodeSettings, spool: Spool, state: StateStore
+) -> ThreadedAssociationServer:
+    """Start the listener in background threads and return its server (``shutdown()`` stops it)."""
+    ae = build_listener_ae(settings)
+    handler = StoreHandler(settings, spool, state)
+    # Publish every refusal reason at zero, so dashboards and alerts see 0 rather than "no data".
+    for refusal in (
+        SpoolFullError,
+        QueueFullError,
+        SopClassMismatchError,
+        InvalidUidError,
+        UndecodableDatasetError,
+    ):
+        metrics.instances_rejected_total.labels(reason=refusal.reason_code)
+    for reason in ASSOCIATION_REFUSAL_REASONS:
+        metrics.associations_rejected_total.labels(reason=reason)
+    policy = AdmissionPolicy(
+        allowed_calling_aets=list(settings.listener.allowed_calling_aets),
+        allowed_hosts_by_aet={
+            k: list(v) for k, v in settings.listener.allowed_hosts_by_aet.items()
+        },
+        max_associations_per_aet=settings.listener.max_associations_per_aet,
+    )
+    handlers: list[EventHandlerType] = [
+        (evt.EVT_CONN_OPEN, install_admission, [policy]),
+        (evt.EVT_C_ECHO, handler.handle_echo),
+        (evt.EVT_C_STORE, handler.handle_store),
+    ]
+    tls = settings.listener.tls
+    server = ae.start_server(
+        (settings.listener.bind_address, settings.listener.port),
+        block=False,
+        evt_handlers=handlers,
+        ssl_context=server_ssl_context(tls) if tls is not None else None,
+    )
+    if server is None:  # only for block=True, which we never use
+        raise NodeError("listener did not start")
+    log.info(
+        "listener_started",
+        ae_title=settings.listener.ae_title,
+        address=settings.listener.bind_address,
+        port=settings.listener.port,
+        tls=tls is not None,
+    )
+    return server

@@ -1,0 +1,179 @@
+"""The node's door to the model: backend choice and honest provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.networks import NetworkConfig, UniPETNet
+from model.weights_io import save_weights
+from service.config import ModelSettings
+from service.errors import ConfigError
+from service.pipeline.inference import (
+    GaussianDenoiser,
+    UniPETDenoiser,
+    load_denoiser,
+    node_version,
+    shipped_weights,
+)
+
+
+def _no_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build that ships no weights."""
+    monkeypatch.setattr("service.pipeline.inference.shipped_weights", lambda: None)
+
+
+def test_auto_without_weights_is_the_gaussian_filter_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _no_shipped_weights(monkeypatch)
+    denoiser = load_denoiser(ModelSettings(backend="auto", gaussian_fwhm_mm=6.0))
+    assert isinstance(denoiser, GaussianDenoiser)
+    assert denoiser.algorithm.name == "Gaussian post-filter"
+    assert "no neural network" in denoiser.algorithm.description
+
+
+def test_unipet_without_weights_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_shipped_weights(monkeypatch)
+    with pytest.raises(ConfigError, match=r"model\.backend"):
+        load_denoiser(ModelSettings(backend="unipet"))
+
+
+def test_auto_runs_the_shipped_unipet_labelled_by_its_model_card() -> None:
+    weights = shipped_weights()
+    assert weights is not None, "this build must ship UniPET weights in model/weights"
+    card = json.loads(weights.with_suffix(".json").read_text())
+    denoiser = load_denoiser(ModelSettings(backend="auto"))
+    assert isinstance(denoiser, UniPETDenoiser)
+    assert denoiser.algorithm.name == "UniPET"
+    assert denoiser.algorithm.version == card["version"]
+    assert denoiser.algorithm.weights_sha256 == card["weights_sha256"]
+    assert card["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert weights.stat().st_size < 20 * 1024 * 1024
+
+
+def test_gaussian_keeps_the_regional_mean() -> None:
+    rng = np.random.default_rng(0)
+    volume = rng.gamma(4.0, 2500.0, size=(20, 32, 32)).astype(np.float32)
+    result = GaussianDenoiser(6.0).denoise(volume, (3.0, 4.0, 4.0), 1e-4)
+    assert result.volume_bqml.mean() == pytest.approx(volume.mean(), rel=1e-3)
+    assert result.volume_bqml.std() < volume.std() / 2
+
+
+def _weights(tmp_path: Path, version: str = "0.0.1-test") -> tuple[Path, str]:
+    """Tiny UniPET weights in tmp_path and their SHA-256."""
+    weights = tmp_path / "unipet-test.safetensors"
+    net = UniPETNet(NetworkConfig(widths=(4, 8, 8), code_dim=4, style_width=4))
+    return weights, save_weights(net, weights, version)
+
+
+def _unipet(weights: Path) -> UniPETDenoiser:
+    """The configured UniPET denoiser for ``weights``."""
+    denoiser = load_denoiser(
+        ModelSettings(backend="unipet", weights=weights, device="cpu", threads=1)
+    )
+    assert isinstance(denoiser, UniPETDenoiser)
+    return denoiser
+
+
+def test_unipet_weights_are_labelled_with_their_file_hash_and_card_version(tmp_path: Path) -> None:
+    weights = tmp_path / "unipet-test.safetensors"
+    sha256 = save_weights(UniPETNet(NetworkConfig()), weights, "0.0.1-test")
+    card = {"version": "0.0.1-test", "weights_sha256": sha256}
+    (tmp_path / "unipet-test.json").write_text(json.dumps(card))
+    denoiser = load_denoiser(
+        ModelSettings(backend="unipet", weights=weights, device="cpu", threads=1)
+    )
+    assert isinstance(denoiser, UniPETDenoiser)
+    assert denoiser.algorithm.name == "UniPET"
+    assert denoiser.algorithm.version == "0.0.1-test"
+    assert denoiser.algorithm.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    volume = np.random.default_rng(1).gamma(4.0, 2500.0, size=(6, 24, 24)).astype(np.float32)
+    result = denoiser.denoise(volume, (3.0, 4.0, 4.0), 1e-4)
+    # A freshly initialised network is the identity (its residual head starts at zero).
+    np.testing.assert_allclose(result.volume_bqml, volume, rtol=1e-5)
+    assert result.algorithm is denoiser.algorithm
+
+
+def test_corrupt_weights_are_a_config_error(tmp_path: Path) -> None:
+    weights = tmp_path / "unipet-broken.safetensors"
+    weights.write_bytes(b"not safetensors")
+    with pytest.raises(ConfigError, match=r"model\.weights"):
+        load_denoiser(ModelSettings(backend="unipet", weights=weights, device="cpu"))
+
+
+def test_a_matching_card_gives_the_version(tmp_path: Path) -> None:
+    weights, sha256 = _weights(tmp_path)
+    card = {"version": "1.2.3-card", "weights_sha256": sha256}
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    algorithm = _unipet(weights).algorithm
+    assert algorithm.version == "1.2.3-card"
+    assert algorithm.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+
+
+def test_a_card_of_other_weights_is_a_config_error(tmp_path: Path) -> None:
+    weights, sha256 = _weights(tmp_path)
+    other = "ab" * 32
+    card = {"version": "1.0.0", "weights_sha256": other}
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ConfigError) as info:
+        _unipet(weights)
+    message = str(info.value)
+    assert other in message
+    assert sha256 in message
+    assert str(weights) in message
+
+
+def test_weights_corrupted_after_packaging_are_refused(tmp_path: Path) -> None:
+    weights, sha256 = _weights(tmp_path)
+    weights.with_suffix(".json").write_text(
+        json.dumps({"version": "1.0.0", "weights_sha256": sha256})
+    )
+    # Rewrite the same architecture with other values: still a loadable file, other bytes.
+    net = UniPETNet(NetworkConfig(widths=(4, 8, 8), code_dim=4, style_width=4))
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)
+    save_weights(net, weights, "0.0.1-test")
+    with pytest.raises(ConfigError, match="corrupted or not the ones the card describes"):
+        _unipet(weights)
+
+
+@pytest.mark.parametrize(
+    ("card_text", "reason"),
+    [
+        ("{not json", "unreadable model card"),
+        ("[1, 2]", "not a JSON object"),
+        (json.dumps({"version": "1.0.0"}), "names SHA-256 None"),
+    ],
+)
+def test_a_card_that_cannot_vouch_for_the_weights_is_a_config_error(
+    tmp_path: Path, card_text: str, reason: str
+) -> None:
+    weights, _ = _weights(tmp_path)
+    weights.with_suffix(".json").write_text(card_text)
+    with pytest.raises(ConfigError, match=reason):
+        _unipet(weights)
+
+
+def test_a_card_without_version_is_a_config_error(tmp_path: Path) -> None:
+    weights, sha256 = _weights(tmp_path)
+    weights.with_suffix(".json").write_text(json.dumps({"weights_sha256": sha256}))
+    with pytest.raises(ConfigError, match="names no version"):
+        _unipet(weights)
+
+
+def test_without_a_card_the_node_version_labels_the_output_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    weights, sha256 = _weights(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="service.pipeline.inference"):
+        algorithm = _unipet(weights).algorithm
+    assert algorithm.version == node_version()
+    assert algorithm.weights_sha256 == sha256
+    assert any("model_card_missing" in r.getMessage() for r in caplog.records)

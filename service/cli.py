@@ -101,7 +101,11 @@ def listener(config: ConfigOption = None) -> None:
     """Listener and dispatcher only (compose: one container)."""
     from service.runtime import ListenerRole
 
-    role = ListenerRole(_settings(config))
+    try:
+        role = ListenerRole(_settings(config))
+    except NodeError as exc:
+        err_console.print(f"[red]cannot start[/red]: {exc}")
+        raise typer.Exit(code=1) from exc
     try:
         _wait_for_signal()
     finally:

@@ -59,7 +59,9 @@ class ListenerSettings(_Section):
     allowed_hosts_by_aet: dict[AeTitle, list[str]] = Field(default_factory=dict)
     max_associations: PositiveInt = 20
     max_associations_per_aet: PositiveInt = 4
+    max_pending_per_host: PositiveInt = 8  # connections yet to send A-ASSOCIATE-RQ
     max_pdu_bytes: int = Field(default=262144, ge=0)
+    acse_timeout_s: PositiveFloat = 5.0  # a new connection must ask for an association by then
     network_timeout_s: PositiveFloat = 60.0
     dimse_timeout_s: PositiveFloat = 60.0
     tls: TlsSettings | None = None
@@ -118,7 +120,8 @@ class QueueSettings(_Section):
     send_max_retries: int = Field(default=12, ge=0)
     retry_backoff_s: PositiveFloat = 10.0
     retry_backoff_max_s: PositiveFloat = 900.0
-    job_lease_s: PositiveFloat = 1800.0  # a running job not finished by then is re-queued
+    job_lease_s: PositiveFloat = 60.0  # a running job renews it (heartbeat) or is re-queued
+    heartbeat_s: PositiveFloat = 15.0  # how often a running job renews its lease
     requeue_after_s: PositiveFloat = 600.0  # a queued job not started by then is re-sent
     visibility_timeout_s: PositiveFloat = 7200.0
     worker_concurrency: PositiveInt = 1

@@ -10,10 +10,12 @@ Tree::
     |   +-- SopClassMismatchError        0xA900 Data Set does not match SOP Class
     |   +-- InvalidUidError              0xA900 a UID that is not a valid DICOM UID
     |   +-- UndecodableDatasetError      0xC210 Cannot understand
+    |   +-- StateUnavailableError        0x0110 Processing failure (state database error)
     +-- PetHeaderError                   a PET header fact is missing or inconsistent
     +-- SeriesNotFoundError              no such series in the state database
     +-- InvalidTransitionError           a state change the series state machine forbids
     +-- SendError                        a destination refused or could not be reached (retried)
+    |   +-- PermanentSendError           the destination rejected us for good (not retried)
     +-- InferenceError                   the model could not denoise a volume
 
 Status values follow PS3.4 Annex B.2.3 (Storage Service Class statuses); the listener maps a
@@ -87,6 +89,13 @@ class UndecodableDatasetError(RefusedInstanceError):
     reason_code = "undecodable"
 
 
+class StateUnavailableError(RefusedInstanceError):
+    """The instance was spooled but the state database failed: undone, sender retries."""
+
+    status = STATUS_PROCESSING_FAILURE
+    reason_code = "state_unavailable"
+
+
 class PetHeaderError(NodeError):
     """A PET header fact needed for quantitation is missing or inconsistent."""
 
@@ -101,6 +110,14 @@ class InvalidTransitionError(NodeError):
 
 class SendError(NodeError):
     """Sending to a destination failed; the send task retries it with backoff."""
+
+
+class PermanentSendError(SendError):
+    """The destination rejected the association permanently (PS3.8 9.3.4 result 1).
+
+    A wrong AE title or a peer that does not know us will not change by retrying; the series
+    goes DEAD at once with the rejection's reason, for the administrator to fix and replay.
+    """
 
 
 class InferenceError(NodeError):

@@ -57,6 +57,7 @@ __all__ = [
     "health_check_ok",
     "inference_seconds",
     "instances_received_total",
+    "instances_conflicting_total",
     "instances_rejected_total",
     "jobs_queued",
     "render_latest",
@@ -103,6 +104,10 @@ instances_rejected_total = Counter(
     "unipet_instances_rejected_total",
     "C-STORE requests refused with a failure status, by reason.",
     ["reason"],
+)
+instances_conflicting_total = Counter(
+    "unipet_instances_conflicting_total",
+    "Instances re-sent under a known SOP Instance UID with other content (first copy kept).",
 )
 series_completed_total = Counter(
     "unipet_series_completed_total",
@@ -178,6 +183,7 @@ spool_min_free_bytes = Gauge(
 _ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     instances_received_total,
     instances_rejected_total,
+    instances_conflicting_total,
     series_completed_total,
     series_completion_wait_seconds,
     jobs_queued,

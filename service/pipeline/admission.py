@@ -36,6 +36,7 @@ ASSOCIATION_REFUSAL_REASONS = (
     "calling_aet_not_allowed",
     "host_not_allowed",
     "too_many_associations",
+    "too_many_pending",
 )
 
 
@@ -46,7 +47,10 @@ class AdmissionPolicy:
     allowed_calling_aets: list[str]
     allowed_hosts_by_aet: dict[str, list[str]]
     max_associations_per_aet: int
+    max_pending_per_host: int = 8
+    acse_timeout_s: float = 5.0
     _active: Counter[str] = field(default_factory=Counter)
+    _pending: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def refusal(self, calling_aet: str, host: str) -> tuple[str, tuple[int, int, int]] | None:
@@ -71,15 +75,36 @@ class AdmissionPolicy:
             if self._active[calling_aet] > 0:
                 self._active[calling_aet] -= 1
 
+    def open_pending(self, host: str) -> bool:
+        """Count a new connection from ``host`` that has not asked for an association yet.
+
+        False (and nothing counted) when the host already has ``max_pending_per_host`` such
+        connections: idle or half-open sockets from one host must not use up the listener's
+        association slots and lock every other sender out.
+        """
+        with self._lock:
+            if self._pending[host] >= self.max_pending_per_host:
+                return False
+            self._pending[host] += 1
+            return True
+
+    def close_pending(self, host: str) -> None:
+        """The connection from ``host`` sent its A-ASSOCIATE-RQ or went away."""
+        with self._lock:
+            if self._pending[host] > 0:
+                self._pending[host] -= 1
+
 
 class AdmissionACSE(ACSE):
     """ACSE that consults an ``AdmissionPolicy`` before the usual negotiation."""
 
-    def __init__(self, assoc: Association, policy: AdmissionPolicy) -> None:
+    def __init__(self, assoc: Association, policy: AdmissionPolicy, pending: _Pending) -> None:
         super().__init__(assoc)
         self._policy = policy
+        self._pending = pending
 
     def _negotiate_as_acceptor(self) -> None:
+        self._pending.done()
         request = self.requestor.primitive
         calling_aet = str(request.calling_ae_title).strip() if request is not None else ""
         host = self.assoc.requestor.address
@@ -98,10 +123,43 @@ class AdmissionACSE(ACSE):
         super()._negotiate_as_acceptor()
 
 
+@dataclass
+class _Pending:
+    """One connection's place in its host's count of connections still to send a request."""
+
+    policy: AdmissionPolicy
+    host: str
+    _open: bool = True
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def done(self) -> None:
+        with self._lock:
+            if self._open:
+                self._open = False
+                self.policy.close_pending(self.host)
+
+
 def install_admission(event: Event, policy: AdmissionPolicy) -> None:
-    """EVT_CONN_OPEN handler for the listener: Nagle off and our admission ACSE installed."""
+    """EVT_CONN_OPEN handler for the listener: Nagle off and our admission ACSE installed.
+
+    Runs in the connection's thread before its reactor starts, so the ACSE timeout set here
+    is the time the peer gets to send its A-ASSOCIATE-RQ (pynetdicom's default is 30 s, long
+    enough for twenty idle sockets to lock every sender out). A host over its cap of such
+    pending connections gets a zero timeout: its socket is closed at once.
+    """
     nodelay_on_connection_open(event)
-    event.assoc.acse = AdmissionACSE(event.assoc, policy)
+    assoc = event.assoc
+    host = str(event.address[0])
+    if not policy.open_pending(host):
+        metrics.associations_rejected_total.labels(reason="too_many_pending").inc()
+        log.warning("connection_closed", host=host, reason="too_many_pending")
+        assoc.acse_timeout = 0
+        assoc.acse = ACSE(assoc)
+        return
+    pending = _Pending(policy, host)
+    assoc.acse_timeout = policy.acse_timeout_s
+    assoc.bind(evt.EVT_CONN_CLOSE, lambda _event: pending.done())
+    assoc.acse = AdmissionACSE(assoc, policy, pending)
 
 
 @dataclass

@@ -9,9 +9,11 @@ quarantined with the reason, so nothing refused is lost.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import cast
 
+import sqlalchemy.exc
 import structlog
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
@@ -24,7 +26,7 @@ from service.config import NodeSettings
 from service.dicom import pet
 from service.dicom.network import server_ssl_context
 from service.dicom.parsing import ACCEPTED_TRANSFER_SYNTAXES, parse_dataset
-from service.dicom.selection import Outcome, assess_instance
+from service.dicom.selection import Eligibility, Outcome, assess_instance
 from service.dicom.uids import validate_uid
 from service.errors import (
     STATUS_SUCCESS,
@@ -35,6 +37,7 @@ from service.errors import (
     RefusedInstanceError,
     SopClassMismatchError,
     SpoolFullError,
+    StateUnavailableError,
     UndecodableDatasetError,
 )
 from service.pipeline.admission import (
@@ -43,7 +46,7 @@ from service.pipeline.admission import (
     CapacityCheck,
     install_admission,
 )
-from service.pipeline.spool import Spool
+from service.pipeline.spool import Spool, StoredFile
 from service.pipeline.states import SeriesState
 from service.pipeline.store import ReceivedInstance, StateStore
 
@@ -125,13 +128,65 @@ class StoreHandler:
             position = pet.slice_position_mm(ds)
         except PetHeaderError:
             position = None
+        if self._keeps_first_copy(study_uid, series_uid, sop_uid, data, calling_aet):
+            return
         stored = self.spool.store_incoming(study_uid, series_uid, sop_uid, data)
+        try:
+            self._record(ds, stored, calling_aet, eligibility, position)
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            # The sender gets a failure and keeps its copy; ours must not stay behind as an
+            # instance the node never recorded. An identical earlier copy stays (recorded).
+            if not stored.replaced:
+                self.spool.remove(stored.key)
+            raise StateUnavailableError(
+                f"state database error, instance not kept: {type(exc).__name__}"
+            ) from exc
+
+    def _keeps_first_copy(
+        self, study_uid: str, series_uid: str, sop_uid: str, data: bytes, calling_aet: str
+    ) -> bool:
+        """Same SOP Instance UID, other bytes: keep the first copy, quarantine the second.
+
+        PS3.3 C.12.1.1.1: a SOP Instance UID names one instance for ever, so other content
+        under it is a sender error (or an edited re-send). What was received first is what
+        the node processed and delivered; overwriting it silently would leave the derived
+        series citing content no longer on disk. The new bytes are quarantined with the
+        reason, the series' audit trail says so, and the sender gets Success: its data is
+        safe here, and a refusal would only make it re-send the same bytes for ever.
+        """
+        path = self.spool.incoming_path(study_uid, series_uid, sop_uid)
+        if not path.exists():
+            return False
+        first = self.state.instance_sha256(sop_uid)
+        new = hashlib.sha256(data).hexdigest()
+        if first is None or first == new:
+            return False
+        reason = (
+            f"instance {sop_uid} re-sent with different content (sha256 {first[:12]} -> "
+            f"{new[:12]}): first copy kept, new copy quarantined"
+        )
+        self.spool.quarantine(
+            data, reason, {"calling_aet": calling_aet, "sop_instance_uid": sop_uid}
+        )
+        self.state.note(series_uid, reason)
+        metrics.instances_conflicting_total.inc()
+        log.warning("instance_content_changed", series_uid=series_uid, sop_instance_uid=sop_uid)
+        return True
+
+    def _record(
+        self,
+        ds: Dataset,
+        stored: StoredFile,
+        calling_aet: str,
+        eligibility: Eligibility,
+        position: float | None,
+    ) -> None:
         self.state.record_instance(
             ReceivedInstance(
-                study_instance_uid=study_uid,
-                series_instance_uid=series_uid,
-                sop_instance_uid=sop_uid,
-                sop_class_uid=sop_class,
+                study_instance_uid=str(ds.StudyInstanceUID),
+                series_instance_uid=str(ds.SeriesInstanceUID),
+                sop_instance_uid=str(ds.SOPInstanceUID),
+                sop_class_uid=str(ds.SOPClassUID),
                 calling_aet=calling_aet,
                 modality=str(ds.get("Modality", "")),
                 series_description=str(ds.get("SeriesDescription", ""))[:64],
@@ -155,7 +210,7 @@ class StoreHandler:
         }
         # Out-of-resources refusals are not the sender's fault and will be re-sent: keeping
         # their bytes would fill the very disk that is full.
-        if data and not isinstance(exc, SpoolFullError | QueueFullError):
+        if data and not isinstance(exc, SpoolFullError | QueueFullError | StateUnavailableError):
             try:
                 self.spool.quarantine(data, exc.message, details)
             except OSError:
@@ -188,6 +243,7 @@ def build_listener_ae(settings: NodeSettings) -> AE:
     ae.maximum_associations = cfg.max_associations
     ae.maximum_pdu_size = cfg.max_pdu_bytes
     ae.network_timeout = cfg.network_timeout_s
+    ae.acse_timeout = cfg.acse_timeout_s
     ae.dimse_timeout = cfg.dimse_timeout_s
     ae.add_supported_context(VERIFICATION_SOP_CLASS)
     for sop_class in ACCEPTED_STORAGE_SOP_CLASSES:
@@ -208,6 +264,7 @@ def start_listener(
         SopClassMismatchError,
         InvalidUidError,
         UndecodableDatasetError,
+        StateUnavailableError,
     ):
         metrics.instances_rejected_total.labels(reason=refusal.reason_code)
     for reason in ASSOCIATION_REFUSAL_REASONS:
@@ -218,6 +275,8 @@ def start_listener(
             k: list(v) for k, v in settings.listener.allowed_hosts_by_aet.items()
         },
         max_associations_per_aet=settings.listener.max_associations_per_aet,
+        max_pending_per_host=settings.listener.max_pending_per_host,
+        acse_timeout_s=settings.listener.acse_timeout_s,
     )
     handlers: list[EventHandlerType] = [
         (evt.EVT_CONN_OPEN, install_admission, [policy]),
@@ -225,12 +284,19 @@ def start_listener(
         (evt.EVT_C_STORE, handler.handle_store),
     ]
     tls = settings.listener.tls
-    server = ae.start_server(
-        (settings.listener.bind_address, settings.listener.port),
-        block=False,
-        evt_handlers=handlers,
-        ssl_context=server_ssl_context(tls) if tls is not None else None,
-    )
+    address = (settings.listener.bind_address, settings.listener.port)
+    try:
+        server = ae.start_server(
+            address,
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=server_ssl_context(tls) if tls is not None else None,
+        )
+    except OSError as exc:
+        raise NodeError(
+            f"listener.port: cannot listen on {address[0]}:{address[1]}: {exc.strerror or exc} "
+            "(another DICOM node or program uses it; stop it or choose another port)"
+        ) from exc
     if server is None:  # only for block=True, which we never use
         raise NodeError("listener did not start")
     log.info(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import (
+    Connection,
     Engine,
     Float,
     ForeignKey,
@@ -24,6 +25,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class _Base(DeclarativeBase):
     pass
+
+
+#: Base class of every table (typing of generic helpers).
+Base = _Base
 
 
 class SeriesRow(_Base):
@@ -106,11 +111,21 @@ class TransitionRow(_Base):
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    # The driver's own transaction handling starts a transaction only before the first
+    # write, so a read-modify-write (a counter, "does this series exist yet?") would read
+    # outside it and lose updates between processes. It is switched off here and every
+    # transaction starts with BEGIN IMMEDIATE (below): SQLite then serialises writers for
+    # the whole transaction, which is what ``SELECT ... FOR UPDATE`` means elsewhere.
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_state_engine(database_url: str) -> Engine:
@@ -121,6 +136,7 @@ def create_state_engine(database_url: str) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(database_url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
     else:
         engine = create_engine(database_url, pool_pre_ping=True)
     _Base.metadata.create_all(engine)

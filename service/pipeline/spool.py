@@ -39,6 +39,7 @@ class StoredFile:
     key: str
     sha256: str
     size_bytes: int
+    replaced: bool = False  # a file with this key was there before (an identical re-send)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -78,22 +79,34 @@ class Spool:
         tmp.replace(target)
         _fsync_directory(target.parent)
 
-    def store_incoming(
-        self, study_uid: str, series_uid: str, sop_uid: str, data: bytes
-    ) -> StoredFile:
-        """Durably store one received instance (bytes as received, file meta included)."""
+    def incoming_path(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        """Where a received instance lives (UIDs validated: they become path parts)."""
         parts = [
             validate_uid(study_uid, "StudyInstanceUID"),
             validate_uid(series_uid, "SeriesInstanceUID"),
             validate_uid(sop_uid, "SOPInstanceUID") + ".dcm",
         ]
-        target = self.root / INCOMING / Path(*parts)
+        return self.root / INCOMING / Path(*parts)
+
+    def store_incoming(
+        self, study_uid: str, series_uid: str, sop_uid: str, data: bytes
+    ) -> StoredFile:
+        """Durably store one received instance (bytes as received, file meta included)."""
+        target = self.incoming_path(study_uid, series_uid, sop_uid)
+        replaced = target.exists()
         self._atomic_write(target, data)
         return StoredFile(
             key=self.key_of(target),
             sha256=hashlib.sha256(data).hexdigest(),
             size_bytes=len(data),
+            replaced=replaced,
         )
+
+    def remove(self, key: str) -> None:
+        """Delete one file (an instance whose recording failed, so no orphan stays)."""
+        path = self.path_of(key)
+        path.unlink(missing_ok=True)
+        _fsync_directory(path.parent)
 
     def quarantine(self, data: bytes, reason: str, details: dict[str, str]) -> Path:
         """Keep refused bytes with the reason beside them; nothing refused is thrown away."""

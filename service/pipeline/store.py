@@ -19,10 +19,13 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import InvalidTransitionError, SeriesNotFoundError
 from service.pipeline.schema import (
+    Base as _Row,
     DeliveryRow,
     InstanceRow,
     SeriesRow,
@@ -119,6 +122,18 @@ class TransitionView:
     at: float
 
 
+def _insert_ignore(session: Session, table: type[_Row], **values: object) -> bool:
+    """``INSERT ... ON CONFLICT DO NOTHING``; True when the row was inserted.
+
+    Two associations recording the first instance of one series at once must not turn a
+    valid instance into an IntegrityError: the loser simply finds the winner's row.
+    """
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    result = session.execute(insert(table).values(**values).on_conflict_do_nothing())
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 class StateStore:
     """All reads and writes of node state. Methods are safe to call from many processes."""
 
@@ -148,91 +163,128 @@ class StateStore:
     def record_instance(self, item: ReceivedInstance, now: float | None = None) -> SeriesView:
         """Record a durably stored instance and re-open its series if it was finished.
 
+        Safe against parallel associations sending one series (modalities and PACS do):
+        the series and instance rows are inserted with ``ON CONFLICT DO NOTHING`` and the
+        received count is recounted from the instance rows in the same (serialised)
+        transaction, so no update is lost and a re-send repairs any count. A re-sent
+        instance keeps its first copy's hash and size (the listener refuses to overwrite
+        other content, see ``instance_sha256``).
+
         A new SOP Instance re-opens a series in any processing state (the running job's
         final compare-and-set then fails and its output is discarded); an identical re-send
         re-opens only finished series, so sending a study twice makes it run twice with the
-        same deterministic output UIDs.
+        same deterministic output UIDs. An instance REJECTED by the header check rejects its
+        whole series with that instance's reason: part of a volume cannot be denoised.
         """
         now = time.time() if now is None else now
+        uid = item.series_instance_uid
         with self._session() as session:
-            series = session.get(SeriesRow, item.series_instance_uid, with_for_update=True)
-            if series is None:
-                series = SeriesRow(
-                    series_instance_uid=item.series_instance_uid,
-                    study_instance_uid=item.study_instance_uid,
-                    calling_aet=item.calling_aet,
-                    modality=item.modality,
-                    series_description=item.series_description,
-                    state=item.outcome_state.value,
-                    state_reason=item.outcome_reason,
-                    state_changed_at=now,
-                    expected_instances=item.expected_instances,
-                    received_instances=0,
-                    first_received_at=now,
-                    last_received_at=now,
-                    attempts=0,
-                    last_error="",
-                    pending_step="",
-                    completeness_reason="",
-                    algorithm="",
+            created = _insert_ignore(
+                session,
+                SeriesRow,
+                series_instance_uid=uid,
+                study_instance_uid=item.study_instance_uid,
+                calling_aet=item.calling_aet,
+                modality=item.modality,
+                series_description=item.series_description,
+                state=item.outcome_state.value,
+                state_reason=item.outcome_reason,
+                state_changed_at=now,
+                expected_instances=item.expected_instances,
+                received_instances=0,
+                first_received_at=now,
+                last_received_at=now,
+                attempts=0,
+                last_error="",
+                pending_step="",
+                completeness_reason="",
+                algorithm="",
+            )
+            if created:
+                self._log(session, uid, "", item.outcome_state.value, item.outcome_reason, now)
+            series = session.get(SeriesRow, uid, with_for_update=True)
+            if series is None:  # deleted between the two statements: cannot happen in SQL
+                raise SeriesNotFoundError(f"no series {uid}")
+            is_new = _insert_ignore(
+                session,
+                InstanceRow,
+                sop_instance_uid=item.sop_instance_uid,
+                series_instance_uid=uid,
+                sop_class_uid=item.sop_class_uid,
+                spool_key=item.spool_key,
+                sha256=item.sha256,
+                size_bytes=item.size_bytes,
+                slice_position_mm=item.slice_position_mm,
+                received_at=now,
+            )
+            if not is_new:
+                session.execute(
+                    update(InstanceRow)
+                    .where(InstanceRow.sop_instance_uid == item.sop_instance_uid)
+                    .values(received_at=now)
                 )
-                session.add(series)
-                self._log(
-                    session, item.series_instance_uid, "", series.state, item.outcome_reason, now
+            series.received_instances = int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(InstanceRow)
+                    .where(InstanceRow.series_instance_uid == uid)
                 )
-            existing = session.get(InstanceRow, item.sop_instance_uid)
-            is_new = existing is None
-            if existing is None:
-                session.add(
-                    InstanceRow(
-                        sop_instance_uid=item.sop_instance_uid,
-                        series_instance_uid=item.series_instance_uid,
-                        sop_class_uid=item.sop_class_uid,
-                        spool_key=item.spool_key,
-                        sha256=item.sha256,
-                        size_bytes=item.size_bytes,
-                        slice_position_mm=item.slice_position_mm,
-                        received_at=now,
-                    )
-                )
-                series.received_instances += 1
-            else:
-                existing.sha256 = item.sha256
-                existing.size_bytes = item.size_bytes
-                existing.slice_position_mm = item.slice_position_mm
-                existing.received_at = now
+                or 0
+            )
             series.last_received_at = now
             series.calling_aet = item.calling_aet
             if item.expected_instances is not None:
                 series.expected_instances = item.expected_instances
-            state = SeriesState(series.state)
-            reopen = state in REOPEN_ON_NEW_INSTANCE or (
-                is_new
-                and state
-                in {
-                    SeriesState.QUEUED,
-                    SeriesState.PROCESSING,
-                    SeriesState.WRITTEN,
-                    SeriesState.SENDING,
-                }
-            )
-            if reopen and item.outcome_state is SeriesState.RECEIVING:
-                reason = f"{'new' if is_new else 're-sent'} instance after {state.value}"
-                self._set_state(session, series, SeriesState.RECEIVING, reason, now)
-                series.completeness_reason = ""
-                series.attempts = 0
-                series.last_error = ""
-                series.lease_expires_at = None
-                series.purged_at = None
-                for delivery in session.scalars(
-                    select(DeliveryRow).where(
-                        DeliveryRow.series_instance_uid == item.series_instance_uid
-                    )
-                ):
-                    delivery.state = "PENDING"
-                    delivery.attempts = 0
+            self._reopen_or_reject(session, series, item, is_new=is_new, now=now)
             session.flush()
             return SeriesView.of(series)
+
+    def _reopen_or_reject(
+        self, session: Session, series: SeriesRow, item: ReceivedInstance, *, is_new: bool, now: float
+    ) -> None:
+        state = SeriesState(series.state)
+        if item.outcome_state is SeriesState.REJECTED:
+            if state is SeriesState.REJECTED:
+                return
+            if state is not SeriesState.RECEIVING and can_transition(state, SeriesState.RECEIVING):
+                self._set_state(session, series, SeriesState.RECEIVING, "instance added", now)
+            if can_transition(SeriesState(series.state), SeriesState.REJECTED):
+                reason = f"instance {item.sop_instance_uid}: {item.outcome_reason}"
+                self._set_state(session, series, SeriesState.REJECTED, reason, now)
+                series.lease_expires_at = None
+            return
+        reopen = state in REOPEN_ON_NEW_INSTANCE or (
+            is_new
+            and state
+            in {
+                SeriesState.QUEUED,
+                SeriesState.PROCESSING,
+                SeriesState.WRITTEN,
+                SeriesState.SENDING,
+            }
+        )
+        if not (reopen and item.outcome_state is SeriesState.RECEIVING):
+            return
+        reason = f"{'new' if is_new else 're-sent'} instance after {state.value}"
+        self._set_state(session, series, SeriesState.RECEIVING, reason, now)
+        series.completeness_reason = ""
+        series.attempts = 0
+        series.last_error = ""
+        series.lease_expires_at = None
+        series.purged_at = None
+        for delivery in session.scalars(
+            select(DeliveryRow).where(DeliveryRow.series_instance_uid == series.series_instance_uid)
+        ):
+            delivery.state = "PENDING"
+            delivery.attempts = 0
+
+    def note(self, series_uid: str, reason: str, now: float | None = None) -> None:
+        """Add an audit-trail entry without changing state (e.g. a refused overwrite)."""
+        now = time.time() if now is None else now
+        with self._session() as session:
+            series = session.get(SeriesRow, series_uid)
+            state = "" if series is None else series.state
+            self._log(session, series_uid, state, state, reason, now)
 
     def _set_state(
         self, session: Session, series: SeriesRow, target: SeriesState, reason: str, now: float
@@ -315,6 +367,31 @@ class StateStore:
             series.pending_step = step
             session.flush()
             return SeriesView.of(series)
+
+    def renew_lease(
+        self,
+        series_uid: str,
+        state: SeriesState,
+        step: str,
+        *,
+        lease_s: float,
+        now: float | None = None,
+    ) -> bool:
+        """Heartbeat of a running job: push its lease on while it still holds the series.
+
+        Returns False when the series left ``state``/``step`` (re-opened, or the lease ran
+        out and someone else claimed it): the job's result will then be discarded.
+        """
+        now = time.time() if now is None else now
+        with self._session() as session:
+            result = session.execute(
+                update(SeriesRow)
+                .where(SeriesRow.series_instance_uid == series_uid)
+                .where(SeriesRow.state == state.value)
+                .where(SeriesRow.pending_step == step)
+                .values(lease_expires_at=now + lease_s)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     def set_fields(self, series_uid: str, **fields: object) -> None:
         """Update non-state fields (error text, timings) of a series."""
@@ -437,6 +514,13 @@ class StateStore:
         return sorted(
             views, key=lambda v: (v.slice_position_mm is None, v.slice_position_mm or 0.0)
         )
+
+    def instance_sha256(self, sop_instance_uid: str) -> str | None:
+        """SHA-256 of the first stored copy of an instance, or None if never received."""
+        with self._session() as session:
+            return session.scalar(
+                select(InstanceRow.sha256).where(InstanceRow.sop_instance_uid == sop_instance_uid)
+            )
 
     def deliveries(self, series_uid: str) -> dict[str, tuple[str, int, str]]:
         """Destination -> (state, attempts, last error) for one series."""

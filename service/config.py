@@ -127,6 +127,13 @@ class QueueSettings(_Section):
     worker_concurrency: PositiveInt = 1
     worker_max_tasks_per_child: PositiveInt = 50
 
+    def model_post_init(self, _context: object) -> None:
+        if self.heartbeat_s >= self.job_lease_s:
+            raise ValueError(
+                f"heartbeat_s ({self.heartbeat_s}) must be shorter than job_lease_s "
+                f"({self.job_lease_s}), or a running job would lose its lease"
+            )
+
 
 class StateSettings(_Section):
     """State database; ``database_url`` None means SQLite inside the spool folder."""

@@ -93,7 +93,15 @@ def _check_pixel_data_length(ds: Dataset) -> None:
     except (AttributeError, TypeError, ValueError) as exc:
         raise UndecodableDatasetError(f"image pixel description incomplete: {exc}") from exc
     actual = len(ds.PixelData)
-    if actual < expected or actual > expected + 1:
+    implied = (
+        f"{ds.Rows}x{ds.Columns}x{frames} at BitsAllocated {ds.BitsAllocated} implies "
+        f"{expected}"
+    )
+    if actual < expected:
+        raise UndecodableDatasetError(f"Pixel Data truncated: {actual} bytes, {implied}")
+    if actual > expected + 1:
+        # Not a short transfer: the header misdescribes the pixels (e.g. 12-bit values in
+        # 16-bit words declared as BitsAllocated 12).
         raise UndecodableDatasetError(
-            f"Pixel Data has {actual} bytes, the image header implies {expected}: truncated?"
+            f"Pixel Data longer than the image header says: {actual} bytes, {implied}"
         )

@@ -9,6 +9,7 @@ report. PET that we cannot process honestly is REJECTED with a reason the operat
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -36,6 +37,10 @@ SERIES_TYPE_REPROJECTION = "REPROJECTION"
 # Secondary Capture SOP classes all start with this root (PS3.4 Annex B.5).
 _SECONDARY_CAPTURE_ROOT = "1.2.840.10008.5.1.4.1.1.7"
 _ENHANCED_PET_CLASSES = frozenset({EnhancedPETImageStorage, LegacyConvertedEnhancedPETImageStorage})
+# Bits Allocated values pydicom decodes for PET (PS3.3 C.8.9.4 PET Image Module).
+_DECODABLE_BITS_ALLOCATED = (16, 32)
+# PS3.5 Table 6.2-1: PN is at most 64 characters per component group.
+_PN_GROUP_MAX_CHARS = 64
 # ManufacturerModelName the node's denoiser writes into Contributing Equipment.
 OWN_MODEL_NAME = "UniPET"
 
@@ -96,6 +101,53 @@ def _not_a_pet_volume(ds: Dataset) -> Eligibility | None:
     return None
 
 
+def _volume_problem(ds: Dataset) -> str | None:
+    """Why this slice cannot be placed in a volume with honest values, or None.
+
+    Checked on receipt so such input is REJECTED at once with its reason rather than found
+    by a worker (and retried, or sent DEAD): a zero, negative, NaN or infinite Rescale Slope
+    (PS3.3 C.8.9.4.1.3: Bq/ml = stored x slope + intercept) would turn the image into
+    near-blank or invalid values under a UniPET label; a slice without a position or
+    orientation (PS3.3 C.7.6.2, Type 1) cannot be ordered.
+    """
+    try:
+        slope, intercept = pet.rescale(ds)
+    except PetHeaderError as exc:
+        return str(exc)
+    if not math.isfinite(slope) or slope <= 0.0:
+        return f"RescaleSlope {slope} must be a positive finite number"
+    if not math.isfinite(intercept):
+        return f"RescaleIntercept {intercept} must be finite"
+    try:
+        pet.slice_position_mm(ds)
+    except PetHeaderError as exc:
+        return f"slice cannot be placed: {exc}"
+    spacing = ds.get("PixelSpacing")
+    try:
+        values = [float(v) for v in spacing] if spacing is not None else []
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0.0 for v in values):
+        return f"PixelSpacing must be two positive numbers, got {spacing!r}"
+    bits = ds.get("BitsAllocated")
+    if bits not in _DECODABLE_BITS_ALLOCATED:
+        return f"BitsAllocated {bits} cannot be decoded (PET Image stores 16 or 32 bits per pixel)"
+    return None
+
+
+def _output_problem(ds: Dataset) -> str | None:
+    """Why the derived series could not carry this patient's identity unaltered, or None.
+
+    Patient Name is copied into every output instance; a value longer than the PN VR allows
+    (64 characters per component group, PS3.5 Table 6.2-1) would make the output invalid,
+    and shortening it would change who the images belong to.
+    """
+    name = str(ds.get("PatientName", ""))
+    if any(len(group) > _PN_GROUP_MAX_CHARS for group in name.split("=")):
+        return "PatientName is longer than its VR allows (64 characters per component group)"
+    return None
+
+
 def assess_instance(ds: Dataset) -> Eligibility:
     """Decide from the header whether the node denoises, ignores or rejects this instance.
 
@@ -128,6 +180,9 @@ def assess_instance(ds: Dataset) -> Eligibility:
         pet.suv_bw_factor(ds)
     except PetHeaderError as exc:
         return _rejected(f"SUV cannot be computed: {exc}")
+    problem = _volume_problem(ds) or _output_problem(ds)
+    if problem is not None:
+        return _rejected(problem)
     return Eligibility(
         eligible=True, outcome=Outcome.ELIGIBLE, reason="attenuation-corrected PET in Bq/ml"
     )

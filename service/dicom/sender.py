@@ -16,10 +16,16 @@ from pathlib import Path
 import structlog
 from pydicom import dcmread
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 
 from service.config import PeerSettings, SenderSettings
 from service.dicom.network import client_ssl_context, nodelay_on_connection_open
-from service.errors import STATUS_SUCCESS, STORE_WARNING_STATUSES, SendError
+from service.errors import (
+    STATUS_SUCCESS,
+    STORE_WARNING_STATUSES,
+    PermanentSendError,
+    SendError,
+)
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -31,6 +37,32 @@ class SendReport:
     destination_ae_title: str
     stored: int
     warnings: dict[str, int] = field(default_factory=dict)
+
+
+#: PS3.8 Table 9-21: A-ASSOCIATE-RJ result 1 is "rejected-permanent".
+RESULT_REJECTED_PERMANENT = 0x01
+
+
+def _raise_not_established(assoc: Association, peer: PeerSettings) -> None:
+    """Raise the SendError that says why the peer did not take the association.
+
+    A rejection carries result, source and reason (PS3.8 9.3.4); the administrator needs all
+    three ("calling AE title not recognized" is a configuration fix, "local limit exceeded"
+    is a busy PACS). A permanent rejection raises ``PermanentSendError``: retrying cannot help.
+    """
+    where = f"association to {peer.ae_title}@{peer.host}:{peer.port}"
+    if not assoc.is_rejected:
+        raise SendError(f"{where} {'aborted' if assoc.is_aborted else 'failed'}")
+    primitive = assoc.acceptor.primitive
+    if primitive is None or primitive.result is None:
+        raise SendError(f"{where} rejected")
+    detail = (
+        f"{where} rejected ({primitive.result_str}): {primitive.reason_str} "
+        f"[source: {primitive.source_str}]"
+    )
+    if primitive.result == RESULT_REJECTED_PERMANENT:
+        raise PermanentSendError(detail)
+    raise SendError(detail)
 
 
 def send_files(
@@ -66,8 +98,7 @@ def send_files(
         tls_args=tls_args,
     )
     if not assoc.is_established:
-        reason = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
-        raise SendError(f"association to {peer.ae_title}@{peer.host}:{peer.port} {reason}")
+        _raise_not_established(assoc, peer)
     warnings: dict[str, int] = {}
     failures: dict[str, int] = {}
     try:

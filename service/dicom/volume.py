@@ -130,13 +130,16 @@ def load_pet_volume(paths: Sequence[Path]) -> PetVolume:
         slope, intercept = pet.rescale(ds)
         stored = ds.pixel_array.astype(np.float64)
         slices.append((stored * slope + intercept).astype(np.float32))
+    bqml = np.stack(slices, axis=0)
+    if not np.all(np.isfinite(bqml)):
+        raise PetHeaderError("rescaled values are not finite (RescaleSlope or Intercept)")
     row_spacing, column_spacing = (float(v) for v in ordered[0].PixelSpacing)
     log.info(
         "pet_volume_loaded", series_uid=ordered[0].get("SeriesInstanceUID"), slices=len(ordered)
     )
     return PetVolume(
         datasets=ordered,
-        bqml=np.stack(slices, axis=0),
+        bqml=bqml,
         spacing_mm=(slice_spacing, row_spacing, column_spacing),
         positions_mm=positions,
     )

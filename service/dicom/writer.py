@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import structlog
+from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sr.codedict import codes
@@ -157,22 +158,28 @@ def _check_inputs(source: PetVolume, denoised_bqml: npt.NDArray[np.floating]) ->
         raise ValueError("denoised volume holds NaN or infinite values")
 
 
-def _replace_directory_contents(staging: Path, out_dir: Path) -> None:
-    """Move the staged series into place so out_dir always holds one complete series.
+def _replace_directory_contents(staging: Path, out_dir: Path, series_uid: str) -> None:
+    """Move the staged series into place so out_dir always holds one whole series.
 
-    A missing out_dir is created by one rename. An existing one is accepted only if it holds
-    exactly the same file names (the same SOP Instance UIDs, hence the same input and
-    algorithm); each file is then replaced by an atomic rename.
+    A missing out_dir is created by one rename. An existing one is the output of an earlier
+    run of the same input series and algorithm (the folder is named by both), possibly with
+    fewer slices (late instances re-opened the series): every staged file replaces or joins
+    it by an atomic rename, then files the new run did not write are removed. At no moment
+    does the folder hold fewer slices than the earlier whole output.
     """
     if not out_dir.exists():
         staging.rename(out_dir)
         return
-    staged = sorted(p.name for p in staging.iterdir())
-    existing = sorted(p.name for p in out_dir.iterdir())
-    if staged != existing:
-        raise FileExistsError(f"{out_dir} exists and holds another series")
-    for name in staged:
+    for existing in out_dir.glob("*.dcm"):
+        if str(dcmread(existing, stop_before_pixels=True).SeriesInstanceUID) != series_uid:
+            raise FileExistsError(f"{out_dir} exists and holds another series")
+        break
+    staged = {p.name for p in staging.iterdir()}
+    for name in sorted(staged):
         (staging / name).replace(out_dir / name)
+    for stale in out_dir.iterdir():
+        if stale.name not in staged:
+            stale.unlink()
     staging.rmdir()
 
 
@@ -194,14 +201,14 @@ def write_derived_series(
         source: The input series as loaded by ``service.dicom.volume.load_pet_volume``.
         denoised_bqml: Same shape as ``source.bqml``, Bq/ml.
         algorithm: Who made the values; its hash and parameters seed the output UIDs.
-        out_dir: Final series folder. Must not exist, unless it holds the files of an
-            earlier identical run (same UIDs), which are then replaced file by file.
+        out_dir: Final series folder; an earlier run's files there (same input series and
+            algorithm, perhaps fewer slices) are replaced file by file.
         drf_estimate: Estimated dose reduction factor of the input, if known.
         options: Description suffix, series number offset and derivation code.
 
     Raises:
         ValueError: If the shapes differ or values are not finite.
-        FileExistsError: If ``out_dir`` holds a different series.
+        FileExistsError: If ``out_dir`` holds another derived series.
     """
     _check_inputs(source, denoised_bqml)
     first = source.datasets[0]
@@ -242,7 +249,7 @@ def write_derived_series(
             save_instance(ds, staging / f"{sop_uid}.dcm")
             sop_uids.append(sop_uid)
             names.append(f"{sop_uid}.dcm")
-        _replace_directory_contents(staging, out_dir)
+        _replace_directory_contents(staging, out_dir, str(series_uid))
     finally:
         if staging.exists():
             shutil.rmtree(staging)

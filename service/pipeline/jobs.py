@@ -8,9 +8,11 @@ any attempt.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
+import sqlalchemy.exc
 import structlog
 
 from service import metrics
@@ -19,7 +21,7 @@ from service.dicom import pet
 from service.dicom.sender import send_files
 from service.dicom.volume import load_pet_volume
 from service.dicom.writer import DerivedSeriesOptions, write_derived_series
-from service.errors import InvalidTransitionError, SendError
+from service.errors import InvalidTransitionError, PermanentSendError, SendError
 from service.pipeline.states import SeriesState
 from service.pipeline.store import SeriesView
 from service.pipeline.worker_context import WorkerContext
@@ -40,6 +42,40 @@ class StepOutcome:
     def as_dict(self) -> dict[str, object]:
         """Celery result payload (UIDs and words only, no patient data)."""
         return {"series_uid": self.series_uid, "done": self.done, "detail": self.detail}
+
+
+class LeaseHeartbeat:
+    """Renews a running job's lease every ``queue.heartbeat_s`` from a background thread.
+
+    Leases are short (``queue.job_lease_s``, a minute) so that the dispatcher re-queues the
+    series of a worker killed mid-job within about a minute; a job that is alive, however
+    long it runs (a big volume on a CPU), keeps its lease by this heartbeat.
+    """
+
+    def __init__(self, ctx: WorkerContext, series_uid: str, state: SeriesState, step: str) -> None:
+        self._ctx = ctx
+        self._args = (series_uid, state, step)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="unipet-lease", daemon=True)
+
+    def _run(self) -> None:
+        queue = self._ctx.settings.queue
+        while not self._stop.wait(queue.heartbeat_s):
+            try:
+                held = self._ctx.state.renew_lease(*self._args, lease_s=queue.job_lease_s)
+            except sqlalchemy.exc.OperationalError as exc:
+                log.warning("lease_renewal_failed", series_uid=self._args[0], error=str(exc))
+                continue
+            if not held:
+                return  # re-opened or taken over: the job's final compare-and-set will fail
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def destinations_for(settings: NodeSettings, series: SeriesView) -> list[DestinationSettings]:
@@ -81,24 +117,25 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
     if claimed is None:
         current = ctx.state.get(series_uid).state
         return StepOutcome(series_uid, False, f"nothing to do: series is {current.value}")
-    instances = ctx.state.instances(series_uid)
-    volume = load_pet_volume([ctx.spool.path_of(i.spool_key) for i in instances])
-    result = ctx.denoiser.denoise(
-        volume.bqml, volume.spacing_mm, pet.suv_bw_factor(volume.datasets[0])
-    )
-    metrics.inference_seconds.labels(device=result.device).observe(result.seconds)
-    out_dir = ctx.spool.outgoing_dir(series_uid, result.algorithm.weights_sha256)
-    derived = write_derived_series(
-        volume,
-        result.volume_bqml,
-        result.algorithm,
-        out_dir,
-        drf_estimate=result.drf_estimate,
-        options=DerivedSeriesOptions(
-            series_description_suffix=ctx.settings.output.series_description_suffix,
-            series_number_offset=ctx.settings.output.series_number_offset,
-        ),
-    )
+    with LeaseHeartbeat(ctx, series_uid, S.PROCESSING, "denoise"):
+        instances = ctx.state.instances(series_uid)
+        volume = load_pet_volume([ctx.spool.path_of(i.spool_key) for i in instances])
+        result = ctx.denoiser.denoise(
+            volume.bqml, volume.spacing_mm, pet.suv_bw_factor(volume.datasets[0])
+        )
+        metrics.inference_seconds.labels(device=result.device).observe(result.seconds)
+        out_dir = ctx.spool.outgoing_dir(series_uid, result.algorithm.weights_sha256)
+        derived = write_derived_series(
+            volume,
+            result.volume_bqml,
+            result.algorithm,
+            out_dir,
+            drf_estimate=result.drf_estimate,
+            options=DerivedSeriesOptions(
+                series_description_suffix=ctx.settings.output.series_description_suffix,
+                series_number_offset=ctx.settings.output.series_number_offset,
+            ),
+        )
     written = ctx.state.transition(
         series_uid,
         S.WRITTEN,
@@ -166,22 +203,27 @@ def deliver(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         raise InvalidTransitionError(f"series {series_uid} is {claimed.state.value} without output")
     paths = sorted(ctx.spool.path_of(claimed.output_key).glob("*.dcm"))
     errors: list[str] = []
-    for destination in destinations:
-        if already.get(destination.name, ("PENDING",))[0] == "SENT":
-            continue
-        try:
-            send_files(paths, destination, ctx.settings.sender)
-        except SendError as exc:
+    permanent = False
+    with LeaseHeartbeat(ctx, series_uid, S.SENDING, "send"):
+        for destination in destinations:
+            if already.get(destination.name, ("PENDING",))[0] == "SENT":
+                continue
+            try:
+                send_files(paths, destination, ctx.settings.sender)
+            except SendError as exc:
+                metrics.send_attempts_total.labels(
+                    destination=destination.name, outcome="failure"
+                ).inc()
+                ctx.state.mark_delivery(series_uid, destination.name, "FAILED", str(exc))
+                errors.append(f"{destination.name}: {exc}")
+                permanent = permanent or isinstance(exc, PermanentSendError)
+                continue
             metrics.send_attempts_total.labels(
-                destination=destination.name, outcome="failure"
+                destination=destination.name, outcome="success"
             ).inc()
-            ctx.state.mark_delivery(series_uid, destination.name, "FAILED", str(exc))
-            errors.append(f"{destination.name}: {exc}")
-            continue
-        metrics.send_attempts_total.labels(destination=destination.name, outcome="success").inc()
-        ctx.state.mark_delivery(series_uid, destination.name, "SENT")
+            ctx.state.mark_delivery(series_uid, destination.name, "SENT")
     if errors:
-        raise SendError("; ".join(errors))
+        raise (PermanentSendError if permanent else SendError)("; ".join(errors))
     now = time.time()
     done = ctx.state.transition(
         series_uid,

@@ -30,7 +30,10 @@ ALLOWED_TRANSITIONS: dict[SeriesState, frozenset[SeriesState]] = {
     S.RECEIVING: frozenset({S.COMPLETE, S.FAILED, S.IGNORED, S.REJECTED}),
     S.COMPLETE: frozenset({S.QUEUED, S.RECEIVING}),
     S.QUEUED: frozenset({S.PROCESSING, S.RECEIVING, S.DEAD, S.FAILED, S.QUEUED}),
-    S.PROCESSING: frozenset({S.WRITTEN, S.FAILED, S.DEAD, S.RECEIVING, S.PROCESSING, S.QUEUED}),
+    S.PROCESSING: frozenset(
+        {S.WRITTEN, S.FAILED, S.DEAD, S.RECEIVING, S.PROCESSING, S.QUEUED, S.REJECTED}
+    ),
+    # PROCESSING -> REJECTED: the worker found input it cannot process honestly.
     S.WRITTEN: frozenset({S.SENDING, S.RECEIVING, S.WRITTEN}),
     S.SENDING: frozenset({S.DONE, S.FAILED, S.DEAD, S.SENDING, S.RECEIVING, S.WRITTEN}),
     S.DONE: frozenset({S.RECEIVING, S.QUEUED, S.DONE}),

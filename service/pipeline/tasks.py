@@ -22,7 +22,13 @@ from sqlalchemy.exc import OperationalError
 
 from service import metrics
 from service.config import NodeSettings
-from service.errors import InferenceError, InvalidTransitionError, PetHeaderError, SendError
+from service.errors import (
+    InferenceError,
+    InvalidTransitionError,
+    PermanentSendError,
+    PetHeaderError,
+    SendError,
+)
 from service.pipeline.jobs import deliver, denoise
 from service.pipeline.states import SeriesState
 from service.pipeline.worker_context import get_context, reset_process_resources
@@ -40,8 +46,15 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     MemoryError,
     TimeoutError,
 )
-#: Errors no retry can fix: go DEAD at once with the reason.
-PERMANENT_ERRORS: tuple[type[BaseException], ...] = (PetHeaderError, InvalidTransitionError)
+#: Errors no retry can fix: go DEAD at once with the reason (checked before the transient
+#: ones: PermanentSendError is a SendError).
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    PetHeaderError,
+    InvalidTransitionError,
+    PermanentSendError,
+)
+#: Input the node cannot process honestly: REJECTED with the reason, like at receipt.
+REJECTING_ERRORS: tuple[type[BaseException], ...] = (PetHeaderError,)
 
 
 def configure_celery(settings: NodeSettings) -> Celery:
@@ -100,6 +113,19 @@ def _fail_or_die(
     attempt = series.attempts
     running = [SeriesState.PROCESSING, SeriesState.SENDING]
     error = f"{step} attempt {attempt} failed: {type(exc).__name__}: {exc}"
+    if isinstance(exc, REJECTING_ERRORS) and step == "denoise":
+        reason = f"cannot be processed honestly: {exc}"
+        ctx.state.transition(
+            series_uid,
+            SeriesState.REJECTED,
+            reason,
+            expect=[SeriesState.PROCESSING],
+            last_error=error,
+            pending_step="",
+        )
+        metrics.series_processed_total.labels(outcome="rejected").inc()
+        log.error("series_rejected", series_uid=series_uid, error=error)
+        return
     if isinstance(exc, PERMANENT_ERRORS) or attempt > max_retries:
         verdict = "not retryable" if isinstance(exc, PERMANENT_ERRORS) else "retries spent"
         ctx.state.transition(
@@ -128,10 +154,12 @@ def _fail_or_die(
     log.warning(
         "series_retry", series_uid=series_uid, step=step, attempt=attempt, countdown_s=countdown
     )
-    raise task.retry(exc=exc, countdown=countdown, max_retries=None)
+    # The state database counts attempts and decides DEAD; Celery's own limit (the task's
+    # max_retries) is switched off on both tasks, or it would drop the retry silently.
+    raise task.retry(exc=exc, countdown=countdown)
 
 
-@celery_app.task(bind=True, name="unipet.denoise_series", acks_late=True)
+@celery_app.task(bind=True, name="unipet.denoise_series", acks_late=True, max_retries=None)
 def denoise_series(self: Task, series_uid: str) -> dict[str, object]:
     """Denoise one complete series and, once written, queue its delivery."""
     ctx = get_context()
@@ -145,7 +173,7 @@ def denoise_series(self: Task, series_uid: str) -> dict[str, object]:
     return outcome.as_dict()
 
 
-@celery_app.task(bind=True, name="unipet.send_series", acks_late=True)
+@celery_app.task(bind=True, name="unipet.send_series", acks_late=True, max_retries=None)
 def send_series(self: Task, series_uid: str) -> dict[str, object]:
     """Deliver one written series to every destination still missing it."""
     ctx = get_context()

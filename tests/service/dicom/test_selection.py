@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import pydicom
@@ -114,3 +115,42 @@ def test_our_own_output_is_ignored(
         result = assess_instance(pydicom.dcmread(path, stop_before_pixels=True))
         assert result.outcome is Outcome.IGNORED
         assert "own output" in result.reason
+
+
+@pytest.mark.parametrize("slope", ["-0.5", "0", "NaN", "inf"])
+def test_unusable_rescale_slope_is_rejected_at_once(pet_header: Dataset, slope: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about NaN/inf in DS; senders send it
+        pet_header.RescaleSlope = slope
+    result = assess_instance(pet_header)
+    assert result.outcome is Outcome.REJECTED
+    assert "RescaleSlope" in result.reason
+
+
+@pytest.mark.parametrize("keyword", ["ImagePositionPatient", "ImageOrientationPatient"])
+def test_slice_without_geometry_is_rejected(pet_header: Dataset, keyword: str) -> None:
+    delattr(pet_header, keyword)
+    result = assess_instance(pet_header)
+    assert result.outcome is Outcome.REJECTED
+    assert keyword in result.reason
+
+
+def test_bits_allocated_that_cannot_be_decoded_is_rejected(pet_header: Dataset) -> None:
+    pet_header.BitsAllocated = 12
+    result = assess_instance(pet_header)
+    assert result.outcome is Outcome.REJECTED
+    assert "BitsAllocated 12" in result.reason
+
+
+def test_twelve_bit_values_in_sixteen_bit_words_are_eligible(pet_header: Dataset) -> None:
+    pet_header.BitsStored, pet_header.HighBit = 12, 11
+    assert assess_instance(pet_header).outcome is Outcome.ELIGIBLE
+
+
+def test_patient_name_longer_than_its_vr_is_rejected_not_copied(pet_header: Dataset) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the length; senders send it
+        pet_header.PatientName = "A" * 65 + "^B"
+    result = assess_instance(pet_header)
+    assert result.outcome is Outcome.REJECTED
+    assert "PatientName" in result.reason

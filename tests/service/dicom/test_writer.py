@@ -214,3 +214,16 @@ def test_options_are_validated() -> None:
         DerivedSeriesOptions(series_description_suffix="x" * 65)
     with pytest.raises(ValueError, match="IS range"):
         DerivedSeriesOptions(series_number_offset=2**31)
+
+
+def test_output_of_a_grown_series_replaces_the_partial_one(
+    source_paths: list[Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "series"
+    early = load_pet_volume(source_paths[: len(source_paths) // 2])
+    partial = write_derived_series(early, _denoised(early), algorithm(), out)
+    whole_volume = load_pet_volume(source_paths)
+    whole = write_derived_series(whole_volume, _denoised(whole_volume), algorithm(), out)
+    assert whole.series_instance_uid == partial.series_instance_uid
+    assert set(partial.sop_instance_uids) < set(whole.sop_instance_uids)
+    assert sorted(out.iterdir()) == sorted(whole.paths)

@@ -81,7 +81,7 @@ def serve(config: ConfigOption = None) -> None:
     node = AllInOneNode(settings)
     try:
         node.start()
-        web = start_web(settings)
+        web = start_web(node.settings)
     except NodeError as exc:
         err_console.print(f"[red]cannot start[/red]: {exc}")
         raise typer.Exit(code=1) from exc

@@ -112,7 +112,9 @@ class QueueSettings(_Section):
     """Celery on Redis: broker, queues, retry and dead-letter policy."""
 
     broker_url: str = "redis://127.0.0.1:6379/0"
-    embedded_redis: bool = True  # `serve` starts redis-server itself at broker_url's port
+    # `serve` starts its own redis-server on a Unix socket in the spool; broker_url is then
+    # replaced by that socket's URL (and only used when embedded_redis is false).
+    embedded_redis: bool = True
     denoise_queue: str = "cpu"
     send_queue: str = "send"
     max_waiting_series: PositiveInt = 200
@@ -228,6 +230,17 @@ class NodeSettings(BaseSettings):
         return self.completeness.quiet_period_s_by_aet.get(
             calling_aet, self.completeness.quiet_period_s
         )
+
+
+def redis_client_url(broker_url: str) -> str:
+    """The broker URL as redis-py spells it (``redis+socket://`` is Celery's spelling).
+
+    The embedded broker listens on a Unix socket only; Celery and kombu write that as
+    ``redis+socket:///path``, redis-py as ``unix:///path``.
+    """
+    if broker_url.startswith("redis+socket://"):
+        return "unix://" + broker_url.removeprefix("redis+socket://")
+    return broker_url
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

@@ -7,16 +7,16 @@ processes), never by name, so two nodes on one machine never stop each other's p
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
-
 import redis
 import structlog
 import yaml
@@ -32,9 +32,6 @@ from service.pipeline.tasks import configure_celery, enqueue_denoise, enqueue_se
 
 log = structlog.stdlib.get_logger(__name__)
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
 def wait_until(predicate: object, timeout_s: float, interval_s: float = 0.1) -> bool:
     """Poll ``predicate()`` until it is true or ``timeout_s`` passes (bounded wait)."""
     deadline = time.monotonic() + timeout_s
@@ -45,22 +42,48 @@ def wait_until(predicate: object, timeout_s: float, interval_s: float = 0.1) -> 
     return bool(predicate())  # type: ignore[operator]
 
 
-class EmbeddedRedis:
-    """A private redis-server for the all-in-one node, persisted (AOF) in the spool folder."""
+#: Longest path an AF_UNIX socket address holds on Linux (sun_path is 108 bytes with NUL).
+_MAX_SOCKET_PATH = 100
 
-    def __init__(self, broker_url: str, data_dir: Path) -> None:
-        url = urlparse(broker_url)
-        if url.scheme != "redis" or (url.hostname or "") not in LOOPBACK_HOSTS:
-            raise ConfigError(
-                f"queue.broker_url: embedded Redis needs redis:// on loopback, got {broker_url}"
-            )
-        self.port = url.port or 6379
-        self.url = broker_url
-        self.data_dir = data_dir
+
+class EmbeddedRedis:
+    """A private redis-server for the all-in-one node on its own Unix socket (no TCP port).
+
+    A fixed TCP port is shared by everything on the host: when it is taken our server exits,
+    PING answers from someone else's Redis, and two nodes end up sharing queues. So the
+    server listens only on a socket in the node's own folder (``port 0``), is persisted
+    (AOF) there too, and after start we check that the process answering is the one we
+    started (``INFO server`` reports its PID); otherwise the node refuses to start.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir.resolve()
+        socket_path = self.data_dir / "redis.sock"
+        if len(str(socket_path)) > _MAX_SOCKET_PATH:
+            # A deep spool path: a private folder named after it, still one per spool.
+            digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:16]
+            socket_path = Path(tempfile.gettempdir()) / f"unipet-redis-{digest}" / "redis.sock"
+        self.socket_path = socket_path
+        self.url = f"redis+socket://{socket_path}?virtual_host=0"
         self.process: subprocess.Popen[bytes] | None = None
 
+    def _client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.socket_path), socket_connect_timeout=1)
+
+    def _answers(self) -> bool:
+        try:
+            return bool(self._client().ping())
+        except (redis.RedisError, OSError):
+            return False
+
     def start(self, timeout_s: float = 15.0) -> None:
-        """Start redis-server and wait until it answers PING."""
+        """Start redis-server on our socket and check that it, and nothing else, answers.
+
+        Raises:
+            ConfigError: redis-server is not installed.
+            NodeError: the socket is served by another process (another node on this spool),
+                or our server did not come up.
+        """
         binary = shutil.which("redis-server")
         if binary is None:
             raise ConfigError(
@@ -68,37 +91,58 @@ class EmbeddedRedis:
                 "redis-server) or set queue.embedded_redis=false and queue.broker_url"
             )
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._answers():
+            raise NodeError(
+                f"embedded broker: another Redis already answers on {self.socket_path}; is "
+                "another node running on this spool?"
+            )
         self.process = subprocess.Popen(
             [
                 binary,
                 "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
+                "0",
+                "--unixsocket",
+                str(self.socket_path),
+                "--unixsocketperm",
+                "700",
                 "--appendonly",
                 "yes",
                 "--dir",
                 str(self.data_dir),
                 "--save",
                 "",
-                "--protected-mode",
-                "yes",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-
-        def ready() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        if not wait_until(ready, timeout_s):
+        process = self.process
+        if not wait_until(lambda: process.poll() is not None or self._answers(), timeout_s):
             self.stop()
-            raise NodeError(f"embedded redis-server did not answer on port {self.port}")
-        log.info("embedded_redis_started", port=self.port, pid=self.process.pid)
+            raise NodeError(f"embedded redis-server did not answer on {self.socket_path}")
+        self._check_ours()
+        log.info("embedded_redis_started", socket=str(self.socket_path), pid=process.pid)
+
+    def _check_ours(self) -> None:
+        """Refuse a broker whose answering process is not the one we started."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            code = self.process.returncode
+            self.process = None
+            raise NodeError(
+                f"embedded redis-server exited at start (code {code}); see {self.data_dir}"
+            )
+        try:
+            answering_pid = int(self._client().info("server")["process_id"])
+        except (redis.RedisError, OSError, KeyError, ValueError) as exc:
+            self.stop()
+            raise NodeError(f"embedded broker on {self.socket_path} cannot be verified: {exc}")
+        if answering_pid != self.process.pid:
+            self.stop()
+            raise NodeError(
+                f"embedded broker: the Redis answering on {self.socket_path} is process "
+                f"{answering_pid}, not ours ({self.process.pid}); refusing to share queues"
+            )
 
     def stop(self) -> None:
         """Stop the server we started (by PID)."""
@@ -220,8 +264,11 @@ class AllInOneNode:
         root = self.settings.spool.path
         try:
             if self.settings.queue.embedded_redis:
-                self.redis = EmbeddedRedis(self.settings.queue.broker_url, root / "redis")
+                self.redis = EmbeddedRedis(root / "redis")
                 self.redis.start()
+                # Every part (this process, the worker, the web page) uses our socket.
+                queue = self.settings.queue.model_copy(update={"broker_url": self.redis.url})
+                self.settings = self.settings.model_copy(update={"queue": queue})
             config_path = write_effective_config(self.settings, root / "effective-config.yaml")
             queues = self.worker_queues or [
                 self.settings.queue.denoise_queue,

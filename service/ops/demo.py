@@ -116,7 +116,7 @@ def run_demo(
         node.start()
         from service.ops.web import start_web
 
-        web = start_web(settings)
+        web = start_web(node.settings)
         timings["node start"] = time.perf_counter() - started
         started = time.perf_counter()
         with console.status(f"simulating a {size} FDG study at full dose and DRF {drf:g} ..."):

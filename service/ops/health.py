@@ -26,7 +26,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from sqlalchemy.exc import SQLAlchemyError
 
 from service import metrics
-from service.config import NodeSettings
+from service.config import NodeSettings, redis_client_url
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
@@ -131,7 +131,7 @@ class HealthChecker:
     def broker(self) -> CheckResult:
         """Redis broker answers PING."""
         client = redis.Redis.from_url(
-            self._settings.queue.broker_url,
+            redis_client_url(self._settings.queue.broker_url),
             socket_connect_timeout=PROBE_TIMEOUT_S,
             socket_timeout=PROBE_TIMEOUT_S,
         )

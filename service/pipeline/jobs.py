@@ -150,6 +150,7 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         inference_seconds=result.seconds,
         written_at=time.time(),
         pending_step="send",
+        attempts=0,  # the send step counts its own attempts against send_max_retries
         last_error="",
     )
     if written is None:

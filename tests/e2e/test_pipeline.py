@@ -134,7 +134,7 @@ def test_series_sent_twice_gives_one_output_series_with_the_same_uids(
 def test_worker_killed_mid_job_is_resumed_after_restart(
     node_factory, pacs: DcmtkPacs, study_copy: Path
 ) -> None:
-    node, settings = node_factory(pacs.port, queue={"job_lease_s": 3.0})
+    node, settings = node_factory(pacs.port, queue={"job_lease_s": 3.0, "heartbeat_s": 1.0})
     folder = study_copy / "drf20"
     uid = series_uid_of(folder)
     state = StateStore(settings.database_url)

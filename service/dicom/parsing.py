@@ -44,7 +44,17 @@ def parse_dataset(data: bytes) -> Dataset:
     guessing. ``warnings.catch_warnings`` is process-global, hence the lock (parsing a
     header takes milliseconds).
     """
-    errors = (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OverflowError)
+    errors = (
+        InvalidDicomError,
+        EOFError,
+        ValueError,
+        KeyError,
+        TypeError,
+        OverflowError,
+        NotImplementedError,  # an unknown VR in explicit VR encoding
+        AttributeError,
+        IndexError,
+    )
     with _PARSE_LOCK:
         with warnings.catch_warnings(record=True) as structural:
             warnings.simplefilter("always")

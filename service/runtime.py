@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import redis
 import structlog
 import yaml
@@ -31,6 +32,7 @@ from service.pipeline.store import StateStore
 from service.pipeline.tasks import configure_celery, enqueue_denoise, enqueue_send
 
 log = structlog.stdlib.get_logger(__name__)
+
 
 def wait_until(predicate: object, timeout_s: float, interval_s: float = 0.1) -> bool:
     """Poll ``predicate()`` until it is true or ``timeout_s`` passes (bounded wait)."""
@@ -136,7 +138,9 @@ class EmbeddedRedis:
             answering_pid = int(self._client().info("server")["process_id"])
         except (redis.RedisError, OSError, KeyError, ValueError) as exc:
             self.stop()
-            raise NodeError(f"embedded broker on {self.socket_path} cannot be verified: {exc}")
+            raise NodeError(
+                f"embedded broker on {self.socket_path} cannot be verified: {exc}"
+            ) from exc
         if answering_pid != self.process.pid:
             self.stop()
             raise NodeError(

@@ -52,7 +52,7 @@ ILLEGAL_UIDS = [
     "1" * 65,
     "1.2.3\\1.2.4",
     "1.2.3 ",
-    "１.２",
+    "\uff11.\uff12",  # full-width digits
 ]
 
 
@@ -142,30 +142,100 @@ def _mixed_series(ds: Dataset) -> None:
 
 
 def _edits() -> st.SearchStrategy[tuple[str, Edit]]:
-    def labelled(label: str, strategy: st.SearchStrategy[Edit]) -> st.SearchStrategy[tuple[str, Edit]]:
+    def labelled(
+        label: str, strategy: st.SearchStrategy[Edit]
+    ) -> st.SearchStrategy[tuple[str, Edit]]:
         return st.tuples(st.just(label), strategy)
 
     number = st.sampled_from(["-1", "0", "NaN", "inf", "-inf", "abc", "1e400", ""])
     return st.one_of(
-        labelled("dimensions", st.builds(_set, st.sampled_from(["Rows", "Columns"]), st.integers(0, 65535))),
-        labelled("bits", st.builds(_set, st.just("BitsAllocated"), st.sampled_from([0, 1, 7, 8, 12, 24, 32, 64]))),
-        labelled("frames", st.builds(_set, st.just("NumberOfFrames"), st.sampled_from(["0", "-3", "2", "x"]))),
-        labelled("sop_class", st.builds(_sop_class, st.sampled_from([CTImageStorage, SecondaryCaptureImageStorage, "1.2.3.4", ""]))),
-        labelled("uid", st.builds(_uid, st.sampled_from(["SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"]), st.sampled_from(ILLEGAL_UIDS))),
-        labelled("uid_text", st.builds(_uid, st.sampled_from(["SeriesInstanceUID", "StudyInstanceUID"]), st.text(max_size=80))),
-        labelled("wrong_vr", st.sampled_from([
-            _wrong_vr("Rows", "LO", "forty"),
-            _wrong_vr("RescaleSlope", "US", 3),
-            _wrong_vr("PatientWeight", "UL", 70),
-            _wrong_vr("ImagePositionPatient", "LO", "a\\b\\c"),
-            _wrong_vr("SeriesInstanceUID", "OB", b"\x00\x01"),
-        ])),
-        labelled("pet_value", st.builds(_set, st.sampled_from(["RescaleSlope", "RescaleIntercept", "PatientWeight", "NumberOfSlices"]), number)),
-        labelled("missing", st.builds(_delete, st.sampled_from(["ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "RescaleSlope", "Modality", "PixelData", "Rows", "SeriesInstanceUID", "RadiopharmaceuticalInformationSequence"]))),
-        labelled("huge", st.builds(_huge, st.sampled_from([64 * 1024, 1024 * 1024, 3 * 1024 * 1024]))),
+        labelled(
+            "dimensions",
+            st.builds(_set, st.sampled_from(["Rows", "Columns"]), st.integers(0, 65535)),
+        ),
+        labelled(
+            "bits",
+            st.builds(
+                _set, st.just("BitsAllocated"), st.sampled_from([0, 1, 7, 8, 12, 24, 32, 64])
+            ),
+        ),
+        labelled(
+            "frames",
+            st.builds(_set, st.just("NumberOfFrames"), st.sampled_from(["0", "-3", "2", "x"])),
+        ),
+        labelled(
+            "sop_class",
+            st.builds(
+                _sop_class,
+                st.sampled_from([CTImageStorage, SecondaryCaptureImageStorage, "1.2.3.4", ""]),
+            ),
+        ),
+        labelled(
+            "uid",
+            st.builds(
+                _uid,
+                st.sampled_from(["SOPInstanceUID", "SeriesInstanceUID", "StudyInstanceUID"]),
+                st.sampled_from(ILLEGAL_UIDS),
+            ),
+        ),
+        labelled(
+            "uid_text",
+            st.builds(
+                _uid,
+                st.sampled_from(["SeriesInstanceUID", "StudyInstanceUID"]),
+                st.text(max_size=80),
+            ),
+        ),
+        labelled(
+            "wrong_vr",
+            st.sampled_from(
+                [
+                    _wrong_vr("Rows", "LO", "forty"),
+                    _wrong_vr("RescaleSlope", "US", 3),
+                    _wrong_vr("PatientWeight", "UL", 70),
+                    _wrong_vr("ImagePositionPatient", "LO", "a\\b\\c"),
+                    _wrong_vr("SeriesInstanceUID", "OB", b"\x00\x01"),
+                ]
+            ),
+        ),
+        labelled(
+            "pet_value",
+            st.builds(
+                _set,
+                st.sampled_from(
+                    ["RescaleSlope", "RescaleIntercept", "PatientWeight", "NumberOfSlices"]
+                ),
+                number,
+            ),
+        ),
+        labelled(
+            "missing",
+            st.builds(
+                _delete,
+                st.sampled_from(
+                    [
+                        "ImagePositionPatient",
+                        "ImageOrientationPatient",
+                        "PixelSpacing",
+                        "RescaleSlope",
+                        "Modality",
+                        "PixelData",
+                        "Rows",
+                        "SeriesInstanceUID",
+                        "RadiopharmaceuticalInformationSequence",
+                    ]
+                ),
+            ),
+        ),
+        labelled(
+            "huge", st.builds(_huge, st.sampled_from([64 * 1024, 1024 * 1024, 3 * 1024 * 1024]))
+        ),
         labelled("compressed", st.just(_compressed_header)),
         labelled("mixed_series", st.just(_mixed_series)),
-        labelled("patient_name", st.builds(_set, st.just("PatientName"), st.text(min_size=65, max_size=200))),
+        labelled(
+            "patient_name",
+            st.builds(_set, st.just("PatientName"), st.text(min_size=65, max_size=200)),
+        ),
     )
 
 
@@ -337,4 +407,8 @@ def _check(
     if len(records) != before + 1:
         return [f"{outcome.kind}: status 0x{status:04X} but {len(records) - before} quarantined"]
     reason = records[-1].read_text()
-    return [] if '"reason": "' in reason and '"reason": ""' not in reason else [f"{outcome.kind}: no reason"]
+    return (
+        []
+        if '"reason": "' in reason and '"reason": ""' not in reason
+        else [f"{outcome.kind}: no reason"]
+    )

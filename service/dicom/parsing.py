@@ -104,8 +104,7 @@ def _check_pixel_data_length(ds: Dataset) -> None:
         raise UndecodableDatasetError(f"image pixel description incomplete: {exc}") from exc
     actual = len(ds.PixelData)
     implied = (
-        f"{ds.Rows}x{ds.Columns}x{frames} at BitsAllocated {ds.BitsAllocated} implies "
-        f"{expected}"
+        f"{ds.Rows}x{ds.Columns}x{frames} at BitsAllocated {ds.BitsAllocated} implies {expected}"
     )
     if actual < expected:
         raise UndecodableDatasetError(f"Pixel Data truncated: {actual} bytes, {implied}")

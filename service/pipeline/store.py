@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.errors import InvalidTransitionError, SeriesNotFoundError
 from service.pipeline.schema import (
     Base as _Row,
+)
+from service.pipeline.schema import (
     DeliveryRow,
     InstanceRow,
     SeriesRow,
@@ -240,7 +242,13 @@ class StateStore:
             return SeriesView.of(series)
 
     def _reopen_or_reject(
-        self, session: Session, series: SeriesRow, item: ReceivedInstance, *, is_new: bool, now: float
+        self,
+        session: Session,
+        series: SeriesRow,
+        item: ReceivedInstance,
+        *,
+        is_new: bool,
+        now: float,
     ) -> None:
         state = SeriesState(series.state)
         if item.outcome_state is SeriesState.REJECTED:

@@ -103,9 +103,7 @@ def test_one_series_over_three_parallel_associations_is_counted_whole(
     assert len(node.state.instances(uid)) == len(datasets)
 
 
-def test_same_series_from_two_aes_at_once_is_accepted_by_both(
-    node: Node, study_copy: Path
-) -> None:
+def test_same_series_from_two_aes_at_once_is_accepted_by_both(node: Node, study_copy: Path) -> None:
     datasets = _series(study_copy)
     statuses = _in_parallel([(node.port, datasets, "SCANNER"), (node.port, datasets, "PACS")])
     assert statuses == [0x0000] * (2 * len(datasets))
@@ -144,7 +142,7 @@ def test_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         settings = _settings(tmp_path, port=taken.getsockname()[1])
-        with pytest.raises(NodeError, match="listener.port: cannot listen on 127.0.0.1"):
+        with pytest.raises(NodeError, match=r"listener\.port: cannot listen on 127\.0\.0\.1"):
             start_listener(settings, Spool(settings.spool.path), StateStore(settings.database_url))
         config = tmp_path / "node.yaml"
         config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))

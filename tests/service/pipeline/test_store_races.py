@@ -24,7 +24,7 @@ def _record_in_parallel(url: str, writers: int, per_writer: int) -> list[BaseExc
             barrier.wait(timeout=10)
             for n in range(per_writer):
                 store.record_instance(instance(f"1.2.3.{index}.{n}", position=float(n)))
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+        except Exception as exc:
             errors.append(exc)
         finally:
             store.close()

@@ -206,7 +206,7 @@ def _echo(port: int) -> bool:
 def send(port: int, paths: list[Path], acked: set[str], stop_after: int | None = None) -> None:
     """One association; every Success adds the SOP Instance UID to ``acked``."""
     ae = AE(ae_title="SCANNER")
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 60
     ae.add_requested_context(PET, "1.2.840.10008.1.2.1")
     assoc = ae.associate("127.0.0.1", port, ae_title="UNIPET")
     if not assoc.is_established:
@@ -319,6 +319,8 @@ def parallel(
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
+    # A modality re-sends what was not acknowledged (none, unless an association failed).
+    send(node.port, [p for p in paths if str(dcmread(p).SOPInstanceUID) not in acked], acked)
     return now
 
 

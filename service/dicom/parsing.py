@@ -6,13 +6,14 @@ listens; pydicom is lenient by design, so this module makes its failures happen 
 
 from __future__ import annotations
 
+import struct
 import threading
 import warnings
 from io import BytesIO
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
@@ -54,6 +55,9 @@ def parse_dataset(data: bytes) -> Dataset:
         NotImplementedError,  # an unknown VR in explicit VR encoding
         AttributeError,
         IndexError,
+        struct.error,  # a value shorter than its VR's fixed size
+        BytesLengthException,
+        OSError,  # pydicom's "No tag to read" on a cut element (in-memory: never real I/O)
     )
     with _PARSE_LOCK:
         with warnings.catch_warnings(record=True) as structural:

@@ -128,15 +128,24 @@ def _sqlite_begin_immediate(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_state_engine(database_url: str) -> Engine:
-    """Engine for the state database; SQLite gets WAL and a busy timeout for many processes."""
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def create_state_engine(database_url: str, *, for_writes: bool = True) -> Engine:
+    """Engine for the state database; SQLite gets WAL and a busy timeout for many processes.
+
+    On SQLite, an engine ``for_writes`` starts every transaction with BEGIN IMMEDIATE (see
+    ``_sqlite_pragmas``); a read-only engine keeps deferred transactions, which in WAL mode
+    read a consistent snapshot without waiting for writers.
+    """
     if database_url.startswith("sqlite"):
         database = make_url(database_url).database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(database_url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin_immediate)
+        event.listen(engine, "begin", _sqlite_begin_immediate if for_writes else _sqlite_begin)
     else:
         engine = create_engine(database_url, pool_pre_ping=True)
     _Base.metadata.create_all(engine)

@@ -141,16 +141,26 @@ class StateStore:
 
     def __init__(self, database_url: str) -> None:
         self.engine = create_state_engine(database_url)
+        # Reads (status page, completeness polls) need no write lock; on SQLite they get
+        # their own engine whose transactions do not start with BEGIN IMMEDIATE.
+        self.read_engine = create_state_engine(database_url, for_writes=False)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
 
+    @contextmanager
+    def _reading(self) -> Iterator[Session]:
+        with self._read_sessions.begin() as session:
+            yield session
+
     def close(self) -> None:
         """Release database connections."""
         self.engine.dispose()
+        self.read_engine.dispose()
 
     # -- writes -------------------------------------------------------------------------
 
@@ -444,7 +454,7 @@ class StateStore:
 
     def get(self, series_uid: str) -> SeriesView:
         """Snapshot of one series."""
-        with self._session() as session:
+        with self._reading() as session:
             series = session.get(SeriesRow, series_uid)
             if series is None:
                 raise SeriesNotFoundError(f"no series {series_uid}")
@@ -453,7 +463,7 @@ class StateStore:
     def in_states(self, states: Iterable[SeriesState], limit: int = 1000) -> list[SeriesView]:
         """Series currently in any of ``states``, oldest change first."""
         wanted = [state.value for state in states]
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.scalars(
                 select(SeriesRow)
                 .where(SeriesRow.state.in_(wanted))
@@ -464,7 +474,7 @@ class StateStore:
 
     def recent(self, limit: int = 100) -> list[SeriesView]:
         """The most recently changed series, newest first (status page, CLI)."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.scalars(
                 select(SeriesRow).order_by(SeriesRow.state_changed_at.desc()).limit(limit)
             )
@@ -475,7 +485,7 @@ class StateStore:
     ) -> list[SeriesView]:
         """Series in ``states`` unchanged since ``before`` whose files are still on disk."""
         wanted = [state.value for state in states]
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.scalars(
                 select(SeriesRow)
                 .where(SeriesRow.state.in_(wanted))
@@ -488,7 +498,7 @@ class StateStore:
 
     def count_by_state(self) -> dict[SeriesState, int]:
         """Number of series in each state."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.execute(
                 select(SeriesRow.state, func.count()).group_by(SeriesRow.state)
             ).all()
@@ -504,7 +514,7 @@ class StateStore:
 
     def instances(self, series_uid: str) -> list[InstanceView]:
         """Instances of a series, in slice-position order where known."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.scalars(
                 select(InstanceRow).where(InstanceRow.series_instance_uid == series_uid)
             ).all()
@@ -525,14 +535,14 @@ class StateStore:
 
     def instance_sha256(self, sop_instance_uid: str) -> str | None:
         """SHA-256 of the first stored copy of an instance, or None if never received."""
-        with self._session() as session:
+        with self._reading() as session:
             return session.scalar(
                 select(InstanceRow.sha256).where(InstanceRow.sop_instance_uid == sop_instance_uid)
             )
 
     def deliveries(self, series_uid: str) -> dict[str, tuple[str, int, str]]:
         """Destination -> (state, attempts, last error) for one series."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.scalars(
                 select(DeliveryRow).where(DeliveryRow.series_instance_uid == series_uid)
             ).all()
@@ -540,7 +550,7 @@ class StateStore:
 
     def history(self, series_uid: str) -> list[TransitionView]:
         """Audit trail of one series, oldest first."""
-        with self._session() as session:
+        with self._reading() as session:
             rows = session.scalars(
                 select(TransitionRow)
                 .where(TransitionRow.series_instance_uid == series_uid)

@@ -59,3 +59,4 @@ def reset_process_resources() -> None:
     """Drop inherited database connections after fork (SQLAlchemy pools are not fork-safe)."""
     if _context is not None:
         _context.state.engine.dispose(close=False)
+        _context.state.read_engine.dispose(close=False)

@@ -149,7 +149,7 @@ def install_admission(event: Event, policy: AdmissionPolicy) -> None:
     """
     nodelay_on_connection_open(event)
     assoc = event.assoc
-    host = str(event.address[0])
+    host = str(assoc.requestor.address)
     if not policy.open_pending(host):
         metrics.associations_rejected_total.labels(reason="too_many_pending").inc()
         log.warning("connection_closed", host=host, reason="too_many_pending")

@@ -248,7 +248,7 @@ def write_derived_series(
             shutil.rmtree(staging)
     log.info(
         "derived_series_written",
-        series_uid=series_uid,
+        output_series_uid=series_uid,
         source_series_uid=source_series_uid,
         instances=len(sop_uids),
         clipped=clipped,

@@ -6,6 +6,14 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.config import NodeSettings
+    from service.runtime import AllInOneNode
+
+#: The e2e ``node_factory`` fixture: ``make(destination_port, **sections)`` starts a node.
+NodeFactory = Callable[..., tuple["AllInOneNode", "NodeSettings"]]
 
 
 def free_port() -> int:

@@ -34,6 +34,8 @@ from service.pipeline.store import StateStore
 __all__ = ["CheckResult", "HealthChecker", "listener_probe_address"]
 
 PROBE_TIMEOUT_S = 1.0
+#: How long check results are reused (see the module docstring).
+DEFAULT_CACHE_S = 3.0
 _WILDCARD_ADDRESSES = {"", "0.0.0.0", "::"}
 
 
@@ -74,7 +76,7 @@ class HealthChecker:
         settings: NodeSettings,
         spool: Spool,
         state: StateStore,
-        cache_s: float = 3.0,
+        cache_s: float = DEFAULT_CACHE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import NodeFactory
 
 from service.config import NodeSettings, load_settings
 from service.runtime import AllInOneNode
 
-NodeFactory = Callable[..., tuple[AllInOneNode, NodeSettings]]
 SettingsFactory = Callable[..., NodeSettings]
 
 

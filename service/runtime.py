@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,6 +21,7 @@ from urllib.parse import urlparse
 import redis
 import structlog
 import yaml
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from service.config import NodeSettings
 from service.errors import ConfigError, NodeError
@@ -35,14 +37,18 @@ log = structlog.stdlib.get_logger(__name__)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def wait_until(predicate: object, timeout_s: float, interval_s: float = 0.1) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout_s`` passes (bounded wait)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())  # type: ignore[operator]
+def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Poll ``predicate()`` every ``interval_s`` until it is true or ``timeout_s`` has passed.
+
+    Returns whether it became true: a bounded wait, never an endless one.
+    """
+    polling = Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_fixed(interval_s),
+        retry=retry_if_result(lambda ok: not ok),
+        retry_error_callback=lambda _state: False,
+    )
+    return polling(lambda: bool(predicate()))
 
 
 class EmbeddedRedis:

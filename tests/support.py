@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,13 +23,10 @@ def free_port() -> int:
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.05) -> bool:
-    """Poll until true or the bounded timeout passes."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
+    """Poll until true or the bounded timeout passes (the node's own bounded wait)."""
+    from service.runtime import wait_until
+
+    return wait_until(predicate, timeout_s, interval_s)
 
 
 def port_open(port: int) -> bool:

@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service import metrics
 from service.config import NodeSettings
+from service.dicom.network import connect_host
 from service.dicom.uids import validate_uid
 from service.errors import InvalidUidError, PetHeaderError, SeriesNotFoundError
 from service.ops.health import DEFAULT_CACHE_S, CheckResult, HealthChecker
@@ -214,8 +215,7 @@ class WebServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8080``."""
-        host = "127.0.0.1" if self.host in {"", "0.0.0.0"} else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{connect_host(self.host)}:{self.port}"
 
     def start(self) -> None:
         """Serve in the background thread."""

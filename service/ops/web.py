@@ -3,7 +3,7 @@
 A stdlib ``ThreadingHTTPServer`` in a daemon thread: the page is a handful of SQL reads and
 two cached PNGs, so a web framework would add a dependency and nothing else. Only GET and HEAD
 exist; every other method gets 405, so nothing reachable over HTTP can change node state
-(DESIGN.md section 4: the status page is read-only).
+(the status page is read-only; operator actions go through the command line).
 
 Routes:
 

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 import structlog
 
-from service.logs import LogFormat, bind_association, bind_series, configure_logging
+from service.logs import (
+    LogFormat,
+    bind_association,
+    bind_series,
+    configure_logging,
+    route_to_stdlib,
+)
 
 
 @pytest.fixture
@@ -28,6 +34,7 @@ def log_file(tmp_path: Path) -> Iterator[Path]:
     root.handlers[:] = saved_handlers
     root.setLevel(saved_level)
     logging.captureWarnings(False)
+    route_to_stdlib()
 
 
 def _events(path: Path) -> list[dict[str, object]]:

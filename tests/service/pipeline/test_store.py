@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 from state_samples import advance, instance
 
 from service.errors import InvalidTransitionError
-from service.pipeline.states import ALLOWED_TRANSITIONS, SeriesState, can_transition
+from service.pipeline.records import SeriesUpdate
+from service.pipeline.states import ALLOWED_TRANSITIONS, PendingStep, SeriesState, can_transition
 from service.pipeline.store import StateStore
 
 S = SeriesState
+P = PendingStep
 
 
 @pytest.fixture
@@ -54,7 +56,9 @@ def test_forbidden_transition_raises(store: StateStore) -> None:
 def test_claim_respects_live_lease_and_takes_expired_one(store: StateStore) -> None:
     store.record_instance(instance("1.2.3.1"))
     store.transition("1.2.3", S.COMPLETE, "c", expect=[S.RECEIVING])
-    store.transition("1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], pending_step="denoise")
+    store.transition(
+        "1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], update=SeriesUpdate(pending_step=P.DENOISE)
+    )
 
     def claim_at(now: float) -> object:
         return store.claim(
@@ -63,7 +67,7 @@ def test_claim_respects_live_lease_and_takes_expired_one(store: StateStore) -> N
             expect=[S.QUEUED],
             lease_s=10,
             reason="worker",
-            step="denoise",
+            step=P.DENOISE,
             now=now,
         )
 
@@ -77,12 +81,20 @@ def test_claim_respects_live_lease_and_takes_expired_one(store: StateStore) -> N
 def test_failed_series_is_claimed_only_by_the_failed_step(store: StateStore) -> None:
     store.record_instance(instance("1.2.3.1"))
     store.transition("1.2.3", S.COMPLETE, "c", expect=[S.RECEIVING])
-    store.transition("1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], pending_step="denoise")
-    store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w", step="denoise")
-    store.transition("1.2.3", S.FAILED, "boom", expect=[S.PROCESSING], pending_step="denoise")
+    store.transition(
+        "1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], update=SeriesUpdate(pending_step=P.DENOISE)
+    )
+    store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w", step=P.DENOISE)
+    store.transition(
+        "1.2.3",
+        S.FAILED,
+        "boom",
+        expect=[S.PROCESSING],
+        update=SeriesUpdate(pending_step=P.DENOISE),
+    )
     assert (
         store.claim(
-            "1.2.3", S.SENDING, expect=[S.WRITTEN, S.FAILED], lease_s=10, reason="s", step="send"
+            "1.2.3", S.SENDING, expect=[S.WRITTEN, S.FAILED], lease_s=10, reason="s", step=P.SEND
         )
         is None
     )
@@ -93,7 +105,7 @@ def test_failed_series_is_claimed_only_by_the_failed_step(store: StateStore) -> 
             expect=[S.QUEUED, S.FAILED],
             lease_s=10,
             reason="w",
-            step="denoise",
+            step=P.DENOISE,
         )
         is not None
     )

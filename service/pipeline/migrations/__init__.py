@@ -16,6 +16,7 @@ against a database at head and then read and tidied by hand::
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import structlog
@@ -47,8 +48,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head_revision() -> str:
-    """The newest revision shipped with this code."""
+    """The newest revision shipped with this code (read once per process)."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     if head is None:
         raise RuntimeError(f"no migration revisions in {MIGRATIONS_DIR / 'versions'}")

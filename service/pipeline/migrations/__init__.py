@@ -101,8 +101,9 @@ def _upgrade(connection: Connection, head: str) -> None:
 def _locking_engine(engine: Engine) -> Engine:
     """An engine whose transactions take SQLite's write lock at BEGIN, not at first write.
 
-    pysqlite opens transactions lazily and commits before DDL; driving BEGIN ourselves makes
-    the whole upgrade one transaction that a second process waits for (busy timeout).
+    pysqlite begins a transaction only before the first INSERT/UPDATE/DELETE, so DDL would
+    run outside it; driving BEGIN ourselves makes the whole upgrade one transaction that a
+    second process waits for (busy timeout).
     """
     url = engine.url
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):

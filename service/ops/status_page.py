@@ -18,8 +18,9 @@ from string import Template
 from service.config import NodeSettings
 from service.ops.health import CheckResult
 from service.ops.operator import SeriesSummary, dead_letters
+from service.pipeline.records import SeriesView
 from service.pipeline.states import SeriesState
-from service.pipeline.store import SeriesView, StateStore
+from service.pipeline.store import StateStore
 
 __all__ = ["REFRESH_S", "last_processed", "render_status_page"]
 

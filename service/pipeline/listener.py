@@ -44,9 +44,10 @@ from service.pipeline.admission import (
     CapacityCheck,
     install_admission,
 )
+from service.pipeline.records import ReceivedInstance
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
-from service.pipeline.store import ReceivedInstance, StateStore
+from service.pipeline.store import StateStore
 
 log = structlog.stdlib.get_logger(__name__)
 

@@ -66,7 +66,11 @@ def main() -> int:
     for (kind, status), count in sorted(report.counts.items()):
         print(f"{kind:<14} {status:<9} {count:>6}")
     quarantined = len(list((spool.root / "quarantine").glob("*.json")))
-    print(f"quarantined with a reason: {quarantined}; C-ECHO answered after every instance")
+    print(f"quarantined with a reason: {quarantined}")
+    print(
+        f"C-ECHO after every instance: {report.examples - report.echo_retried} on the open "
+        f"association, {report.echo_retried} only on a new one"
+    )
     print(f"problems: {len(report.problems)}")
     for problem in report.problems[:20]:
         print(f"  {problem}")

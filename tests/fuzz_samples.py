@@ -312,9 +312,16 @@ class FuzzClient:
         return Outcome(kind, int(status.Status) if "Status" in status else None)
 
     def echo(self) -> int:
-        """C-ECHO status (the node still answers)."""
+        """C-ECHO status on the open association (the node still answers)."""
         status = self._associate().send_c_echo()
         return int(status.Status) if "Status" in status else -1
+
+    def echo_fresh(self) -> int:
+        """C-ECHO status on a new association (the open one is given up)."""
+        if self.assoc is not None:
+            self.assoc.abort()
+        self.assoc = None
+        return self.echo()
 
     def close(self) -> None:
         if self.assoc is not None and self.assoc.is_established:
@@ -333,6 +340,7 @@ class FuzzReport:
     counts: dict[tuple[str, str], int]
     problems: list[str]
     examples: int
+    echo_retried: int = 0  # C-ECHO unanswered on the open association, answered on a new one
 
 
 def _status_label(status: int | None) -> str:
@@ -359,6 +367,7 @@ def run_fuzz(
     counts: dict[tuple[str, str], int] = {}
     problems: list[str] = []
     seen = [0]
+    dropped = [0]
 
     @settings(
         max_examples=examples,
@@ -377,13 +386,15 @@ def run_fuzz(
         counts[key] = counts.get(key, 0) + 1
         problems.extend(_check(outcome, data, quarantine, before, instance_recorded))
         if client.echo() != 0x0000:
-            problems.append(f"{kind}: C-ECHO failed after status {key[1]}")
+            dropped[0] += 1  # counted and reported: the association did not answer
+            if client.echo_fresh() != 0x0000:
+                problems.append(f"{kind}: no C-ECHO answer after status {key[1]}")
 
     try:
         one()
     finally:
         client.close()
-    return FuzzReport(counts, problems, seen[0])
+    return FuzzReport(counts, problems, seen[0], dropped[0])
 
 
 def _check(

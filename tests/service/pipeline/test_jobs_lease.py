@@ -10,7 +10,7 @@ from state_samples import advance, instance
 from service.config import load_settings
 from service.pipeline.jobs import LeaseHeartbeat
 from service.pipeline.spool import Spool
-from service.pipeline.states import SeriesState
+from service.pipeline.states import PendingStep, SeriesState
 from service.pipeline.store import StateStore
 from service.pipeline.worker_context import WorkerContext
 
@@ -29,14 +29,14 @@ def _processing(ctx: WorkerContext) -> None:
     ctx.state.record_instance(instance("1.2.3.1"))
     advance(ctx.state, "1.2.3", S.QUEUED)
     assert ctx.state.claim(
-        "1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=1.0, reason="r", step="denoise"
+        "1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=1.0, reason="r", step=PendingStep.DENOISE
     )
 
 
 def test_a_live_job_outlasts_its_lease(tmp_path: Path) -> None:
     ctx = _context(tmp_path)
     _processing(ctx)
-    with LeaseHeartbeat(ctx, "1.2.3", S.PROCESSING, "denoise"):
+    with LeaseHeartbeat(ctx, "1.2.3", S.PROCESSING, PendingStep.DENOISE):
         time.sleep(2.5)  # longer than the lease: only the heartbeat keeps it
         lease = ctx.state.get("1.2.3").lease_expires_at
         assert lease is not None and lease > time.time()

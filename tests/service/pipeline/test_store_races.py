@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
 from state_samples import advance, instance
 
-from service.pipeline.states import SeriesState
+from service.pipeline.states import PendingStep, SeriesState
 from service.pipeline.store import StateStore
 
 S = SeriesState
@@ -51,7 +52,8 @@ def test_count_follows_the_rows_after_a_re_send(tmp_path: Path) -> None:
     store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
     for n in range(3):
         store.record_instance(instance(f"1.2.3.{n}"))
-    store.set_fields("1.2.3", received_instances=1)  # a count damaged by an older version
+    with sqlite3.connect(tmp_path / "state.db") as db:  # a count damaged by an older version
+        db.execute("UPDATE series SET received_instances = 1")
     view = store.record_instance(instance("1.2.3.0"))
     assert view.received_instances == 3
 
@@ -77,9 +79,15 @@ def test_heartbeat_renews_only_the_holders_lease(tmp_path: Path) -> None:
     store.record_instance(instance("1.2.3.1"))
     advance(store, "1.2.3", S.QUEUED)
     claimed = store.claim(
-        "1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="r", step="denoise", now=100
+        "1.2.3",
+        S.PROCESSING,
+        expect=[S.QUEUED],
+        lease_s=10,
+        reason="r",
+        step=PendingStep.DENOISE,
+        now=100,
     )
     assert claimed is not None
-    assert store.renew_lease("1.2.3", S.PROCESSING, "denoise", lease_s=10, now=105)
+    assert store.renew_lease("1.2.3", S.PROCESSING, PendingStep.DENOISE, lease_s=10, now=105)
     assert store.get("1.2.3").lease_expires_at == 115
-    assert not store.renew_lease("1.2.3", S.SENDING, "send", lease_s=10, now=106)
+    assert not store.renew_lease("1.2.3", S.SENDING, PendingStep.SEND, lease_s=10, now=106)

@@ -33,7 +33,7 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, _config
 from pynetdicom.association import Association
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import
 
 PET = PositronEmissionTomographyImageStorage
 

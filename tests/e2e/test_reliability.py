@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pynetdicom import AE
-from pynetdicom.sop_class import PositronEmissionTomographyImageStorage
-from support import DcmtkPacs, free_port
+from pynetdicom.sop_class import PositronEmissionTomographyImageStorage  # type: ignore[attr-defined]  # generated at import
+from support import DcmtkPacs, NodeFactory, free_port
 from test_pipeline import series_uid_of, storescu, wait_state
 
 from service.pipeline.states import SeriesState
@@ -21,7 +21,9 @@ S = SeriesState
 FAST = {"backend": "gaussian"}
 
 
-def test_send_retries_go_past_celerys_own_limit_then_dead(node_factory, study_copy: Path) -> None:  # type: ignore[no-untyped-def]
+def test_send_retries_go_past_celerys_own_limit_then_dead(
+    node_factory: NodeFactory, study_copy: Path
+) -> None:
     # Nothing listens on the destination port: every send attempt fails.
     _node, settings = node_factory(
         free_port(),
@@ -46,13 +48,14 @@ def rejecting_pacs() -> Iterator[int]:
     ae.add_supported_context(PositronEmissionTomographyImageStorage)
     port = free_port()
     server = ae.start_server(("127.0.0.1", port), block=False)
+    assert server is not None
     yield port
     server.shutdown()
 
 
 def test_permanent_association_reject_goes_dead_at_once_with_its_reason(
-    node_factory, rejecting_pacs: int, study_copy: Path
-) -> None:  # type: ignore[no-untyped-def]
+    node_factory: NodeFactory, rejecting_pacs: int, study_copy: Path
+) -> None:
     _node, settings = node_factory(rejecting_pacs, model=FAST)
     folder = study_copy / "drf20"
     uid = series_uid_of(folder)
@@ -67,8 +70,8 @@ def test_permanent_association_reject_goes_dead_at_once_with_its_reason(
 
 
 def test_late_instances_after_done_replace_the_output_with_the_whole_series(
-    node_factory, pacs: DcmtkPacs, study_copy: Path
-) -> None:  # type: ignore[no-untyped-def]
+    node_factory: NodeFactory, pacs: DcmtkPacs, study_copy: Path
+) -> None:
     _node, settings = node_factory(pacs.port, model=FAST, completeness={"quiet_period_s": 1.0})
     folder = study_copy / "drf20"
     paths = sorted(folder.glob("*.dcm"))

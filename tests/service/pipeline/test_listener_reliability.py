@@ -17,7 +17,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
-from pynetdicom.sop_class import PositronEmissionTomographyImageStorage, Verification
+from pynetdicom.sop_class import PositronEmissionTomographyImageStorage, Verification  # type: ignore[attr-defined]  # generated at import
 from support import free_port, wait_for
 
 from service.config import NodeSettings, load_settings

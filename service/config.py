@@ -85,6 +85,7 @@ class DestinationSettings(PeerSettings):
     """Where derived series go; ``name`` is the label used in metrics and the status page."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    send_quality_report: bool = True  # the SR and PDF quality report go with each series
 
 
 class SpoolSettings(_Section):
@@ -146,6 +147,8 @@ class OutputSettings(_Section):
 
     series_description_suffix: str = Field(default=" [UniPET]", max_length=32)
     series_number_offset: int = Field(default=1000, ge=0, le=100000)
+    quality_report: bool = True  # write an SR + PDF quality report with each derived series
+    quality_change_limit_pct: PositiveFloat = 10.0  # foci whose SUVmax/peak change more: flagged
 
 
 class SenderSettings(_Section):

@@ -247,7 +247,10 @@ def peak_map(suv: npt.NDArray[np.floating], spacing_mm: Sequence[float]) -> npt.
 
 
 def _sphere_mask(
-    shape: tuple[int, ...], index: Sequence[int], radius_mm: float, spacing_mm: Sequence[float]
+    shape: tuple[int, ...],
+    index: Sequence[int] | npt.NDArray[np.int64],
+    radius_mm: float,
+    spacing_mm: Sequence[float],
 ) -> npt.NDArray[np.bool_]:
     mask = np.zeros(shape, dtype=bool)
     points = sphere_offsets(radius_mm, spacing_mm) + np.asarray(index)
@@ -267,7 +270,9 @@ def voxel_to_patient(datasets: Sequence[Dataset], index: Sequence[int]) -> tuple
     return tuple(float(v) for v in point)
 
 
-def _sphere(datasets: Sequence[Dataset], index: Sequence[int], radius_mm: float) -> Sphere:
+def _sphere(
+    datasets: Sequence[Dataset], index: Sequence[int] | npt.NDArray[np.int64], radius_mm: float
+) -> Sphere:
     idx = (int(index[0]), int(index[1]), int(index[2]))
     return Sphere(idx, voxel_to_patient(datasets, idx), radius_mm)  # type: ignore[arg-type]
 

@@ -15,7 +15,6 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import structlog
 
 from service.dicom.provenance import AlgorithmIdentity
@@ -27,7 +26,15 @@ from service.dicom.report_sr import build_quality_sr
 from service.dicom.volume import PetVolume, load_pet_volume
 from service.dicom.writer import save_instance
 
-__all__ = ["PDF_NAME", "SUMMARY_NAME", "QualityReportFiles", "read_summary", "write_quality_report"]
+__all__ = [
+    "PDF_NAME",
+    "SUMMARY_NAME",
+    "QualityReportFiles",
+    "read_summary",
+    "report_dicom_paths",
+    "report_dir",
+    "write_quality_report",
+]
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -50,6 +57,20 @@ class QualityReportFiles:
     def dicom_paths(self) -> tuple[Path, Path]:
         """The instances to send with the derived series."""
         return (self.sr_path, self.pdf_instance_path)
+
+
+def report_dir(series_dir: Path) -> Path:
+    """The report folder of a derived series folder: its sibling ``<name>.report``.
+
+    A sibling, not a subfolder: the writer replaces the series folder only when it holds
+    exactly the instance files of an identical earlier run.
+    """
+    return series_dir.with_name(f"{series_dir.name}.report")
+
+
+def report_dicom_paths(directory: Path) -> list[Path]:
+    """The SR and PDF instances of a report folder (none when there is no report)."""
+    return sorted(directory.glob("*.dcm")) if directory.is_dir() else []
 
 
 def read_summary(directory: Path) -> dict[str, object] | None:
@@ -147,9 +168,3 @@ def write_quality_report(
         pdf_path=out_dir / PDF_NAME,
         directory=out_dir,
     )
-
-
-def pdf_dataset(path: Path) -> bytes:
-    """The PDF bytes inside an Encapsulated PDF instance (length from (0042,0015))."""
-    ds = pydicom.dcmread(path)
-    return bytes(ds.EncapsulatedDocument)[: int(ds.EncapsulatedDocumentLength)]

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 from service.dicom.quality import (
     FOCUS_RADIUS_MM,
@@ -147,7 +148,11 @@ def _table(
     ax = fig.add_axes((left, top - height, width, height))
     ax.axis("off")
     table = ax.table(
-        cellText=rows, colLabels=header, colWidths=widths, cellLoc="left", bbox=(0, 0, 1, 1)
+        cellText=rows,
+        colLabels=header,
+        colWidths=widths,
+        cellLoc="left",
+        bbox=Bbox.from_bounds(0, 0, 1, 1),
     )
     table.auto_set_font_size(False)
     table.set_fontsize(_TABLE_FONT)

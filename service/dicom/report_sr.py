@@ -173,9 +173,10 @@ def build_quality_sr(report: QualityReport, target: ReportTarget) -> Dataset:
         series_description=SR_SERIES_DESCRIPTION,
     )
     # SOP Common: the same Contributing Equipment as the images it measures (C.12.1)
-    sr.ContributingEquipmentSequence = target.contributing_equipment()
-    sr.ManufacturerModelName = NODE_MODEL_NAME
+    dataset: Dataset = sr
+    dataset.ContributingEquipmentSequence = target.contributing_equipment()
+    dataset.ManufacturerModelName = NODE_MODEL_NAME
     date, time = target.now.strftime("%Y%m%d"), target.now.strftime("%H%M%S")
-    sr.InstanceCreationDate, sr.InstanceCreationTime = date, time
-    sr.ContentDate, sr.ContentTime = date, time
-    return sr
+    dataset.InstanceCreationDate, dataset.InstanceCreationTime = date, time
+    dataset.ContentDate, dataset.ContentTime = date, time
+    return dataset

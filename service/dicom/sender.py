@@ -74,7 +74,15 @@ def send_files(
         for done, path in enumerate(paths, start=1):
             if on_stored is not None:
                 on_stored(done - 1)
-            status = assoc.send_c_store(path)
+            try:
+                status = assoc.send_c_store(path)
+            except ValueError:
+                # pynetdicom: the peer accepted no presentation context for this SOP class
+                # (e.g. a PACS without SR or Encapsulated PDF storage; PS3.8 9.3.2.2).
+                sop_class = headers[done - 1].SOPClassUID
+                label = f"{sop_class.name} not accepted (a report? see send_quality_report)"
+                failures[label] = failures.get(label, 0) + 1
+                continue
             code = int(status.Status) if "Status" in status else None
             if code == STATUS_SUCCESS:
                 continue

@@ -224,6 +224,17 @@ def shipped_weights() -> Path | None:
     return candidates[-1] if candidates else None
 
 
+def model_card_path(settings: ModelSettings, algorithm: AlgorithmIdentity) -> Path | None:
+    """The model card beside the weights that made ``algorithm``, if it is a UniPET network.
+
+    The caller still checks that the card names the same weights hash.
+    """
+    if settings.backend == "gaussian" or algorithm.name != "UniPET":
+        return None
+    weights = settings.weights or shipped_weights()
+    return None if weights is None else weights.with_suffix(".json")
+
+
 def load_denoiser(settings: ModelSettings) -> Denoiser:
     """Build the configured denoiser once per process.
 

@@ -20,6 +20,7 @@ from service.dicom.sender import send_files
 from service.dicom.volume import load_pet_volume
 from service.dicom.writer import DerivedSeriesOptions, write_derived_series
 from service.errors import InvalidTransitionError, SendError
+from service.pipeline.reporting import report_paths_for, write_report
 from service.pipeline.states import SeriesState
 from service.pipeline.store import SeriesView
 from service.pipeline.worker_context import WorkerContext
@@ -99,6 +100,7 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
             series_number_offset=ctx.settings.output.series_number_offset,
         ),
     )
+    write_report(ctx, claimed, volume, result, derived)
     written = ctx.state.transition(
         series_uid,
         S.WRITTEN,
@@ -170,7 +172,8 @@ def deliver(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         if already.get(destination.name, ("PENDING",))[0] == "SENT":
             continue
         try:
-            send_files(paths, destination, ctx.settings.sender)
+            reports = report_paths_for(ctx.spool, claimed.output_key, destination)
+            send_files([*paths, *reports], destination, ctx.settings.sender)
         except SendError as exc:
             metrics.send_attempts_total.labels(
                 destination=destination.name, outcome="failure"

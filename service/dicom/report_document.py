@@ -8,10 +8,12 @@ SOP Common with the derived images' Contributing Equipment.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
 
-from service.dicom.derived import NODE_MODEL_NAME, _node_version
+from service.dicom.derived import NODE_MODEL_NAME
 from service.dicom.provenance import PROJECT_MANUFACTURER
 from service.dicom.report_identity import ReportTarget, copy_patient_study
 
@@ -21,6 +23,13 @@ PDF_DOCUMENT_TITLE = "UniPET quality report"
 PDF_SERIES_DESCRIPTION = "UniPET quality report (PDF)"
 # PS3.3 C.8.6.1: WSD = workstation (the document was made by software, not digitised).
 _CONVERSION_TYPE_WORKSTATION = "WSD"
+
+
+def _node_version() -> str:
+    try:
+        return version("unipet-node")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _source_instances(target: ReportTarget) -> list[Dataset]:

@@ -8,13 +8,11 @@ SOP Common with the derived images' Contributing Equipment.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import EncapsulatedPDFStorage, ExplicitVRLittleEndian
 
 from service.dicom.derived import NODE_MODEL_NAME
-from service.dicom.provenance import PROJECT_MANUFACTURER
+from service.dicom.provenance import PROJECT_MANUFACTURER, node_version
 from service.dicom.report_identity import ReportTarget, copy_patient_study
 
 __all__ = ["PDF_DOCUMENT_TITLE", "PDF_SERIES_DESCRIPTION", "build_encapsulated_pdf"]
@@ -23,13 +21,6 @@ PDF_DOCUMENT_TITLE = "UniPET quality report"
 PDF_SERIES_DESCRIPTION = "UniPET quality report (PDF)"
 # PS3.3 C.8.6.1: WSD = workstation (the document was made by software, not digitised).
 _CONVERSION_TYPE_WORKSTATION = "WSD"
-
-
-def _node_version() -> str:
-    try:
-        return version("unipet-node")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _source_instances(target: ReportTarget) -> list[Dataset]:
@@ -64,7 +55,7 @@ def build_encapsulated_pdf(pdf: bytes, target: ReportTarget) -> Dataset:
     # General Equipment
     ds.Manufacturer = PROJECT_MANUFACTURER
     ds.ManufacturerModelName = NODE_MODEL_NAME
-    ds.SoftwareVersions = _node_version()
+    ds.SoftwareVersions = node_version()
     # SC Equipment
     ds.ConversionType = _CONVERSION_TYPE_WORKSTATION
     # Encapsulated Document

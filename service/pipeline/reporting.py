@@ -22,8 +22,8 @@ from service.dicom.volume import PetVolume
 from service.dicom.writer import DerivedSeries
 from service.errors import PetHeaderError
 from service.pipeline.inference import DenoiseResult, model_card_path
+from service.pipeline.records import SeriesView
 from service.pipeline.spool import Spool
-from service.pipeline.store import SeriesView
 from service.pipeline.worker_context import WorkerContext
 
 __all__ = ["report_paths_for", "write_report"]

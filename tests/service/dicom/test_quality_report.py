@@ -13,6 +13,7 @@ from pet_samples import algorithm, dciodvfy_errors, make_study
 from scipy import ndimage
 
 from model.simulate import simulate_study
+from model.simulate.types import SimulatedStudy
 from service.dicom import pet
 from service.dicom.quality import (
     FOCUS_RADIUS_MM,
@@ -33,7 +34,7 @@ CARD = ModelCardFacts("research; not for diagnosis", (4.0, 100.0))
 TIMES = ReportTimes(1.7e9, 1.7e9 + 30, 2.5, 1.7e9 + 40)
 
 
-def _lesion_study():  # type: ignore[no-untyped-def]
+def _lesion_study() -> SimulatedStudy:
     """A warm body with one small hot sphere at LESION, noisy at DRF 20."""
     study = make_study(seed=5, shape=SHAPE, drfs=(20.0,))
     z, y, x = np.indices(SHAPE)
@@ -148,7 +149,7 @@ def _voxel_of(volume: PetVolume, point_mm: np.ndarray) -> tuple[int, int, int]:
 def _ball_values(suv: np.ndarray, centre: tuple[int, ...], radius: float, spacing) -> np.ndarray:  # type: ignore[no-untyped-def]
     grid = np.indices(suv.shape)
     distance_sq = sum(((grid[a] - centre[a]) * spacing[a]) ** 2 for a in range(3))
-    return suv[distance_sq <= radius**2 + 1e-9]
+    return np.asarray(suv[distance_sq <= radius**2 + 1e-9])
 
 
 def _own_focus_values(suv: np.ndarray, centre, spacing) -> tuple[float, float]:  # type: ignore[no-untyped-def]
@@ -198,7 +199,7 @@ def test_sr_reference_region_before_and_after_are_separate_groups(
     factor = pet.suv_bw_factor(received.datasets[0])
     centre = _voxel_of(received, np.asarray(before["points"]).mean(axis=0))
     own = _ball_values(received.bqml * factor, centre, ref.sphere.radius_mm, received.spacing_mm)
-    assert float(before["Mean"]) == pytest.approx(float(own.mean()), rel=1e-5)
+    assert before["Mean"] == pytest.approx(float(own.mean()), rel=1e-5)
 
 
 def test_reports_share_patient_study_and_equipment_with_the_images(

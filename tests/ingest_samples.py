@@ -46,14 +46,20 @@ PYDICOM_ENCODERS: dict[UID, dict[str, object]] = {
 }
 
 
-def restamp(source: Path, target: Path, variant: str, mutate: Mutation | None = None) -> Path:
+def restamp(
+    source: Path,
+    target: Path,
+    variant: str,
+    mutate: Mutation | None = None,
+    limit: int | None = None,
+) -> Path:
     """Copy the series in ``source`` to ``target`` with new UIDs and ``mutate`` applied.
 
     ``mutate(ds, index)`` gets each slice (pixels decoded if it needs them) and its index
-    in file-name order.
+    in file-name order; ``limit`` keeps only the first slices.
     """
     target.mkdir(parents=True, exist_ok=True)
-    for index, path in enumerate(sorted(source.glob("*.dcm"))):
+    for index, path in enumerate(sorted(source.glob("*.dcm"))[:limit]):
         ds = dcmread(path)
         ds.SeriesInstanceUID = derived_uid("ingest-variant-series", variant, ds.SeriesInstanceUID)
         ds.SOPInstanceUID = derived_uid("ingest-variant-instance", variant, ds.SOPInstanceUID)

@@ -9,7 +9,6 @@ may quote a value a peer sent).
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -123,15 +122,10 @@ def _dead_letters_html(items: Iterable[SeriesSummary]) -> str:
     )
 
 
-def _reason_key(reason: str) -> str:
-    """A reason without its figures, so series refused for the same rule share one row."""
-    return re.sub(r"\d+(\.\d+)?", "#", reason)
-
-
 def _not_processed_html(state: StateStore) -> str:
     """IGNORED and REJECTED series counted by reason (our own reason strings)."""
     series = state.in_states([SeriesState.IGNORED, SeriesState.REJECTED])
-    counts = Counter((s.state.value, _reason_key(s.state_reason)) for s in series)
+    counts = Counter((s.state.value, s.state_reason) for s in series)
     if not counts:
         return '<p class="muted">Every received series was denoised.</p>'
     rows = "".join(

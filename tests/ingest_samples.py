@@ -84,7 +84,7 @@ def compress(folder: Path, syntax: UID) -> None:
             )
         else:
             ds = dcmread(path)
-            ds.compress(syntax, **PYDICOM_ENCODERS[syntax])  # type: ignore[arg-type]
+            ds.compress(syntax, generate_instance_uid=False, **PYDICOM_ENCODERS[syntax])  # type: ignore[arg-type]
             ds.save_as(path, enforce_file_format=True)
 
 

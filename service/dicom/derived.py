@@ -231,15 +231,17 @@ def _lossy_history(source: Dataset) -> tuple[list[str], list[str]] | None:
 
     PS3.3 C.7.6.1.1.5: once an image has been lossy compressed, every derived image must
     say so, with each step's ratio and method in order. A lossy transfer syntax of the file
-    we received is one more step, whether or not the sender set the attribute; its ratio is
-    the decoded size over the encapsulated size.
+    we received is one more step unless the encoder already recorded it; its ratio is the
+    decoded size over the encapsulated size.
     """
     ratios = _as_list(source.get("LossyImageCompressionRatio"))
     methods = _as_list(source.get("LossyImageCompressionMethod"))
     lossy = str(source.get("LossyImageCompression", "")).strip() == LOSSY_COMPRESSION
     meta = getattr(source, "file_meta", None)
     syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-    if syntax in _LOSSY_METHODS and "PixelData" in source:
+    # An encoder that records its own step (dcmtk does) has already named this method last.
+    recorded = bool(methods) and methods[-1] == _LOSSY_METHODS.get(syntax)
+    if syntax in _LOSSY_METHODS and "PixelData" in source and not recorded:
         decoded = int(source.Rows) * int(source.Columns) * int(source.BitsAllocated) // 8
         ratio = decoded / max(1, len(source.PixelData))
         ratios.append(f"{ratio:.2f}"[:16])

@@ -44,6 +44,8 @@ IMAGE_TYPE_ORIGINAL = "ORIGINAL"
 _NON_VOLUME_IMAGE_TYPES = frozenset({"MIP", "PROJECTION IMAGE", "LOCALIZER", "REPROJECTION"})
 # PS3.3 C.8.9.1.1.1 Series Type (0054,1000) value 2.
 SERIES_TYPE_REPROJECTION = "REPROJECTION"
+# PS3.16 CID 7203: (113040, DCM, "Lossy Compression"), the derivation lossy encoders record.
+_LOSSY_COMPRESSION_CODE = "113040"
 # PS3.3 C.8.9.1.1.1 Series Type value 1: time series the network does not model yet.
 _SERIES_TYPES_NOT_STATIC = frozenset({"DYNAMIC", "GATED"})
 # Secondary Capture SOP classes all start with this root (PS3.4 Annex B.5).
@@ -148,6 +150,21 @@ def _not_a_pet_volume(ds: Dataset) -> Eligibility | None:
     return None
 
 
+def _original_but_lossy_compressed(ds: Dataset) -> bool:
+    """True if a DERIVED image's only derivation is lossy compression (PS3.3 C.7.6.1.1.5).
+
+    Encoders such as dcmtk mark a lossy-compressed ORIGINAL image DERIVED with the Lossy
+    Compression derivation code; it is still the scanner's reconstruction (the output says
+    it was lossy compressed), unlike an image derived by post-processing.
+    """
+    if str(ds.get("LossyImageCompression", "")).strip() != "01":
+        return False
+    codes = {
+        str(item.get("CodeValue", "")).strip() for item in ds.get("DerivationCodeSequence") or []
+    }
+    return codes == {_LOSSY_COMPRESSION_CODE}
+
+
 def _not_our_tracer(ds: Dataset, policy: TracerPolicy) -> Eligibility | None:
     """IGNORED outcome unless a positron emitter with an accepted tracer, else None.
 
@@ -223,7 +240,7 @@ def assess_instance(ds: Dataset, policy: TracerPolicy = DEFAULT_TRACER_POLICY) -
     if time_series is not None:
         return time_series
     kind = pet.image_type(ds)
-    if not kind or kind[0] != IMAGE_TYPE_ORIGINAL:
+    if not kind or (kind[0] != IMAGE_TYPE_ORIGINAL and not _original_but_lossy_compressed(ds)):
         return _rejected(
             f"image type {'/'.join(kind) or '(none)'}: only ORIGINAL PET is denoised",
             "not_original",

@@ -49,7 +49,9 @@ def destination(request: pytest.FixtureRequest) -> Iterator[Destination]:
 
 
 def peer(port: int, syntaxes: list[str]) -> PeerSettings:
-    return PeerSettings(ae_title="TESTPACS", host="127.0.0.1", port=port, transfer_syntaxes=syntaxes)
+    return PeerSettings(
+        ae_title="TESTPACS", host="127.0.0.1", port=port, transfer_syntaxes=syntaxes
+    )
 
 
 @pytest.mark.parametrize(

@@ -16,15 +16,15 @@ from pydicom.dataset import Dataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
-    HTJ2K,
     HTJ2KLossless,
     HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
@@ -155,7 +155,7 @@ def _check_encapsulation(ds: Dataset) -> None:
         raise UndecodableDatasetError(
             f"encapsulated Pixel Data ({syntax.name}) ends inside a fragment: truncated?"
         )
-    if fragments < 1 or fragments < frames and len(offsets) not in (0, frames):
+    if fragments < 1 or (fragments < frames and len(offsets) not in (0, frames)):
         raise UndecodableDatasetError(
             f"encapsulated Pixel Data ({syntax.name}) holds {fragments} fragments for "
             f"{frames} frames: truncated?"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-__all__ = ["Nuclide", "TRACER_FDG", "identify_nuclide", "identify_tracer"]
+__all__ = ["TRACER_FDG", "Nuclide", "identify_nuclide", "identify_tracer"]
 
 # Half-life agreement between the code and (0018,1075); vendors round (6586.2 vs 6588 s).
 _HALF_LIFE_TOLERANCE = 0.02

@@ -5,9 +5,10 @@ strict PACS never sees a context it did not ask for. Each is proposed with the t
 syntaxes configured for the destination, one context per syntax so the acceptor's answer
 tells which it takes, plus the syntax the files are in as the last resort; each instance
 then goes in the first accepted syntax of that order, compressed losslessly on the way
-when needed (pydicom encoders: pyjpegls, pylibjpeg-openjpeg, RLE). Success and the warning statuses B000/B006/B007 count as stored (PS3.4 B.2.3); any
-failure status, a rejected or aborted association, or a network error raises ``SendError``,
-which the send task retries with backoff.
+when needed (pydicom encoders: pyjpegls, pylibjpeg-openjpeg, RLE). Success and the warning
+statuses B000/B006/B007 count as stored (PS3.4 B.2.3); any failure status, a rejected or
+aborted association, or a network error raises ``SendError``, which the send task retries
+with backoff.
 """
 
 from __future__ import annotations

@@ -31,12 +31,12 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import (
     JPEG2000,
+    UID,
     JPEG2000Lossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
-    UID,
 )
 from support import DcmtkPacs
 from test_pipeline import wait_state
@@ -127,8 +127,11 @@ def _send(folder: Path, port: int, syntax: UID | None) -> str:
     """storescu -R proposing the files' own syntax, verbose; the statuses it received."""
     propose = [_PROPOSE[syntax]] if syntax is not None else []
     done = subprocess.run(
-        ["/usr/bin/storescu", "-v", "-aet", "SCANNER", "-aec", "UNIPET", "+sd", "-R", *propose]
-        + ["127.0.0.1", str(port), str(folder)],
+        [
+            *("/usr/bin/storescu", "-v", "-aet", "SCANNER", "-aec", "UNIPET", "+sd", "-R"),
+            *propose,
+            *("127.0.0.1", str(port), str(folder)),
+        ],
         env=dcmtk_env(),
         capture_output=True,
         text=True,

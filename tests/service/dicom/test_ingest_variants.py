@@ -22,12 +22,12 @@ from pet_samples import algorithm, make_study
 from pydicom import dcmread
 from pydicom.uid import (
     JPEG2000,
+    UID,
     JPEG2000Lossless,
     JPEGLosslessSV1,
     JPEGLSLossless,
     JPEGLSNearLossless,
     RLELossless,
-    UID,
 )
 
 from service.dicom import pet
@@ -117,7 +117,7 @@ def test_bed_boundary_spacing_within_ten_percent_keeps_input_positions(
 
 def test_spacing_beyond_ten_percent_is_refused(source: Path, tmp_path: Path) -> None:
     copy = restamp(source, tmp_path / "in", "gap", bed_boundary_shift(0.5, 3))
-    with pytest.raises(PetHeaderError, match="uneven slice spacing.*10%"):
+    with pytest.raises(PetHeaderError, match=r"uneven slice spacing.*10%"):
         load_pet_volume(sorted(copy.glob("*.dcm")))
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless, UID
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 from pynetdicom import AE, evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import PositronEmissionTomographyImageStorage

@@ -15,7 +15,7 @@ from ingest_samples import compress, restamp
 from prometheus_client import REGISTRY
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless, UID
+from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
 from pynetdicom import AE
 from pynetdicom.sop_class import PositronEmissionTomographyImageStorage
 from support import free_port

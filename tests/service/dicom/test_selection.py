@@ -206,3 +206,19 @@ def test_dynamic_and_gated_series_are_rejected(
     result = assess_instance(pet_header)
     assert (result.outcome, result.code) == (Outcome.REJECTED, "dynamic_or_gated")
     assert "not supported yet" in result.reason
+
+
+def test_derived_only_by_lossy_compression_counts_as_original(pet_header: Dataset) -> None:
+    pet_header.ImageType = ["DERIVED", "PRIMARY"]
+    assert assess_instance(pet_header).code == "not_original"
+    pet_header.LossyImageCompression = "01"
+    lossy = Dataset()
+    lossy.CodeValue, lossy.CodingSchemeDesignator = "113040", "DCM"
+    lossy.CodeMeaning = "Lossy Compression"
+    pet_header.DerivationCodeSequence = [lossy]
+    assert assess_instance(pet_header).eligible
+    smoothing = Dataset()
+    smoothing.CodeValue, smoothing.CodingSchemeDesignator = "113087", "DCM"
+    smoothing.CodeMeaning = "Smoothing"
+    pet_header.DerivationCodeSequence = [lossy, smoothing]
+    assert assess_instance(pet_header).code == "not_original"

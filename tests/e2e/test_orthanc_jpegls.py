@@ -8,6 +8,7 @@ spools it as received, decodes it in the worker and sends the derived series bac
 
 from __future__ import annotations
 
+import json
 import shutil
 import urllib.request
 from collections.abc import Iterator
@@ -83,7 +84,15 @@ def test_jpeg_ls_forwarded_by_orthanc_comes_back_derived(
     url = f"http://127.0.0.1:{archive.http_port}/instances/{first}/metadata/TransferSyntax"
     with urllib.request.urlopen(url, timeout=5) as reply:
         assert reply.read().decode() == JPEGLSLossless
-    job = archive.post("/modalities/unipet/store", {"Resources": [series_id], "Synchronous": True})
+    # Synchronous: the reply comes when the C-STOREs are done, so allow more than post()'s 5 s.
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{archive.http_port}/modalities/unipet/store",
+        data=json.dumps({"Resources": [series_id], "Synchronous": True}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=120) as reply:
+        job = json.loads(reply.read())
     assert job.get("FailedInstancesCount", 0) == 0, job
     state = StateStore(settings.database_url)
     assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 120) is SeriesState.DONE

@@ -1,6 +1,6 @@
 """Which received instances the node denoises, ignores, or refuses, from the header alone.
 
-DESIGN.md section 3: only original, attenuation-corrected, static PET of a positron emitter,
+Only original, attenuation-corrected, static PET of a positron emitter,
 in Bq/ml (or Philips CNTS with its scale factors), with a tracer the model card lists as
 trained or tolerated, is denoised. Anything that is not PET for us (CT, secondary captures,
 MIPs, localizers, SPECT or therapy nuclides stored as PT, tracers the network never saw, and

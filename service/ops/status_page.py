@@ -1,7 +1,7 @@
 """HTML of the read-only status page: counts, health, last processed series, dead letters.
 
-What the page may show is fixed by DESIGN.md section 4: UIDs, AE titles, states, reasons our
-own code wrote, and numbers. It never shows SeriesDescription or any other header text a
+What the page may show is fixed: UIDs, AE titles, states, reasons our own code wrote, and
+numbers. It never shows SeriesDescription or any other header text a
 scanner filled in, since those fields can carry patient data. Every value goes through
 ``html.escape`` on its way into the page, including our own reason strings (an error message
 may quote a value a peer sent).
@@ -19,8 +19,9 @@ from string import Template
 from service.config import NodeSettings
 from service.ops.health import CheckResult
 from service.ops.operator import SeriesSummary, dead_letters
+from service.pipeline.records import SeriesView
 from service.pipeline.states import SeriesState
-from service.pipeline.store import SeriesView, StateStore
+from service.pipeline.store import StateStore
 
 __all__ = ["REFRESH_S", "last_processed", "render_status_page"]
 

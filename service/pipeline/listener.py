@@ -1,8 +1,8 @@
 """The DICOM listener: C-ECHO and C-STORE SCP (PS3.4 Annex A and B).
 
-The C-STORE handler does as little as possible (DESIGN.md section 4): admission checks,
-parse the header, validate UIDs, durable spool write, one state-database row, answer. It never
-decodes pixels or runs the model. Every refusal is a ``RefusedInstanceError`` mapped to its
+The C-STORE handler does as little as possible (docs/architecture.md, "Data flow"): admission
+checks, parse the header, validate UIDs, durable spool write, one state-database row, answer.
+It never decodes pixels or runs the model. Every refusal is a ``RefusedInstanceError`` mapped to its
 DICOM status in exactly one place (``StoreHandler.handle_store``), and its bytes are
 quarantined with the reason, so nothing refused is lost.
 """
@@ -37,6 +37,7 @@ from service.errors import (
     SpoolFullError,
     UndecodableDatasetError,
 )
+from service.logs import bind_association
 from service.pipeline.admission import (
     ASSOCIATION_REFUSAL_REASONS,
     AdmissionPolicy,
@@ -44,9 +45,10 @@ from service.pipeline.admission import (
     install_admission,
 )
 from service.pipeline.inference import trained_tracers
+from service.pipeline.records import ReceivedInstance
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
-from service.pipeline.store import ReceivedInstance, StateStore
+from service.pipeline.store import StateStore
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -183,6 +185,14 @@ class StoreHandler:
         return status
 
 
+def on_association_requested(event: Event) -> None:
+    """EVT_REQUESTED: label this association's log events with its peer (no PHI: AE, host)."""
+    request = event.assoc.requestor.primitive
+    calling_aet = str(request.calling_ae_title).strip() if request is not None else ""
+    bind_association(calling_aet, event.assoc.requestor.address)
+    log.info("association_requested", called_aet=str(event.assoc.acceptor.ae_title).strip())
+
+
 def _expected_count(ds: Dataset) -> int | None:
     try:
         return pet.expected_instance_count(ds)
@@ -233,6 +243,7 @@ def start_listener(
     )
     handlers: list[EventHandlerType] = [
         (evt.EVT_CONN_OPEN, install_admission, [policy]),
+        (evt.EVT_REQUESTED, on_association_requested),
         (evt.EVT_C_ECHO, handler.handle_echo),
         (evt.EVT_C_STORE, handler.handle_store),
     ]

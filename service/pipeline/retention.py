@@ -1,6 +1,6 @@
 """Retention: delete spool files of finished series once the retention period has passed.
 
-DESIGN.md section 1: nothing is deleted before DONE plus the retention period. Only series
+Nothing is deleted before DONE plus the retention period. Only series
 that need nobody's attention are purged: DONE (delivered) and IGNORED (not for us). REJECTED,
 FAILED and DEAD series keep their files until an operator acts, and quarantined files are
 never deleted automatically (they are evidence for the sender's vendor). Database rows and
@@ -13,6 +13,7 @@ import shutil
 
 import structlog
 
+from service.pipeline.records import SeriesUpdate
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
@@ -41,7 +42,7 @@ def purge_expired(state: StateStore, spool: Spool, retention_days: float, now: f
             f"files purged after {retention_days:g} days of retention",
             expect=[series.state],
             now=now,
-            purged_at=now,
+            update=SeriesUpdate(purged_at=now),
         )
         if changed is not None:
             purged.append(uid)

@@ -1,4 +1,4 @@
-"""The series state machine (DESIGN.md section 1): states and the transitions allowed.
+"""The series state machine (docs/architecture.md): states and the transitions allowed.
 
 Kept apart from the database code so it can be read, and property-tested, on its own.
 """
@@ -22,6 +22,19 @@ class SeriesState(StrEnum):
     REJECTED = "REJECTED"  # PET we cannot process honestly; the reason says why
     FAILED = "FAILED"  # a step failed and will be retried (or incomplete, waiting for more)
     DEAD = "DEAD"  # retries spent: visible, replayable
+
+
+class PendingStep(StrEnum):
+    """The job a series waits for (or last failed in): what a retry, requeue or replay runs.
+
+    Stored as its value in the ``series.pending_step`` column; ``NONE`` (the empty string)
+    means no job is owed: the series is receiving, or delivered.
+    """
+
+    NONE = ""
+    COMPLETENESS = "completeness"  # FAILED as incomplete: waits for more instances
+    DENOISE = "denoise"
+    SEND = "send"
 
 
 S = SeriesState

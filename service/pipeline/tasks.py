@@ -1,13 +1,14 @@
 """Celery app and the two tasks: ``denoise_series`` and ``send_series``.
 
-Tasks are thin: they call ``service.pipeline.jobs`` and turn its exceptions into the retry policy
-of DESIGN.md section 4: transient errors are retried with exponential backoff (state FAILED,
-with the error and the next try time visible), then the series goes DEAD (visible in
+Tasks are thin: they call ``service.pipeline.jobs`` and turn its exceptions into the retry
+policy (docs/architecture.md, "Retries"): transient errors are retried with exponential backoff
+(state FAILED, with the error and the next try time visible), then the series goes DEAD (visible in
 ``unipet-node status``, metrics and the status page; ``dead-letter replay`` puts it back).
 Errors that a retry cannot fix (a broken PET header) go DEAD at once. ``acks_late`` plus
 ``reject_on_worker_lost`` and the state-database leases mean a killed worker loses nothing.
 
-Messages carry only the series UID: never pixel data or patient identifiers.
+Messages carry only the series UID: never pixel data or patient identifiers. Each task binds
+that UID to its log context, so every event of the job (ours and the libraries') carries it.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from sqlalchemy.exc import OperationalError
 from service import metrics
 from service.config import NodeSettings
 from service.errors import InferenceError, InvalidTransitionError, PetHeaderError, SendError
+from service.logs import bind_series
 from service.pipeline.jobs import deliver, denoise
-from service.pipeline.states import SeriesState
+from service.pipeline.records import SeriesUpdate
+from service.pipeline.states import PendingStep, SeriesState
 from service.pipeline.worker_context import get_context, reset_process_resources
 
 log = structlog.stdlib.get_logger(__name__)
@@ -85,13 +88,18 @@ def _after_fork(**_kwargs: Any) -> None:
 
 
 def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
-    """Exponential backoff with full jitter: attempt 1 waits up to base, then doubles, capped."""
+    """Exponential backoff with equal jitter: between half and all of the ceiling.
+
+    The ceiling is ``base_s`` for attempt 1 and doubles with each attempt up to ``cap_s``;
+    keeping the lower half fixed means a retry never comes almost at once, while the random
+    upper half spreads the retries of series that failed together.
+    """
     ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
     return random.uniform(ceiling / 2, ceiling)
 
 
 def _fail_or_die(
-    task: Task, series_uid: str, step: str, exc: BaseException, max_retries: int
+    task: Task, series_uid: str, step: PendingStep, exc: BaseException, max_retries: int
 ) -> None:
     """Record a failed attempt; schedule a retry (FAILED) or give up (DEAD)."""
     ctx = get_context()
@@ -99,7 +107,7 @@ def _fail_or_die(
     series = ctx.state.get(series_uid)
     attempt = series.attempts
     running = [SeriesState.PROCESSING, SeriesState.SENDING]
-    error = f"{step} attempt {attempt} failed: {type(exc).__name__}: {exc}"
+    error = f"{step.value} attempt {attempt} failed: {type(exc).__name__}: {exc}"
     if isinstance(exc, PERMANENT_ERRORS) or attempt > max_retries:
         verdict = "not retryable" if isinstance(exc, PERMANENT_ERRORS) else "retries spent"
         ctx.state.transition(
@@ -107,12 +115,11 @@ def _fail_or_die(
             SeriesState.DEAD,
             f"{error} ({verdict})",
             expect=running,
-            last_error=error,
-            pending_step=step,
+            update=SeriesUpdate(last_error=error, pending_step=step),
         )
         metrics.series_processed_total.labels(outcome="dead").inc()
         metrics.dead_letter_series.set(len(ctx.state.in_states([SeriesState.DEAD])))
-        log.error("series_dead", series_uid=series_uid, step=step, error=error)
+        log.error("series_dead", series_uid=series_uid, step=step.value, error=error)
         return
     countdown = backoff_s(attempt, q.retry_backoff_s, q.retry_backoff_max_s)
     ctx.state.transition(
@@ -121,12 +128,15 @@ def _fail_or_die(
         f"{error}; retry in {countdown:.0f} s",
         expect=running,
         lease_s=countdown + q.job_lease_s,
-        last_error=error,
-        pending_step=step,
+        update=SeriesUpdate(last_error=error, pending_step=step),
     )
     metrics.series_processed_total.labels(outcome="failed").inc()
     log.warning(
-        "series_retry", series_uid=series_uid, step=step, attempt=attempt, countdown_s=countdown
+        "series_retry",
+        series_uid=series_uid,
+        step=step.value,
+        attempt=attempt,
+        countdown_s=countdown,
     )
     raise task.retry(exc=exc, countdown=countdown, max_retries=None)
 
@@ -135,11 +145,14 @@ def _fail_or_die(
 def denoise_series(self: Task, series_uid: str) -> dict[str, object]:
     """Denoise one complete series and, once written, queue its delivery."""
     ctx = get_context()
-    try:
-        outcome = denoise(ctx, series_uid)
-    except (*TRANSIENT_ERRORS, *PERMANENT_ERRORS) as exc:
-        _fail_or_die(self, series_uid, "denoise", exc, ctx.settings.queue.denoise_max_retries)
-        return {"series_uid": series_uid, "done": False, "detail": "dead"}
+    with bind_series(series_uid):
+        try:
+            outcome = denoise(ctx, series_uid)
+        except (*TRANSIENT_ERRORS, *PERMANENT_ERRORS) as exc:
+            _fail_or_die(
+                self, series_uid, PendingStep.DENOISE, exc, ctx.settings.queue.denoise_max_retries
+            )
+            return {"series_uid": series_uid, "done": False, "detail": "dead"}
     if outcome.done:
         send_series.apply_async(args=[series_uid], queue=ctx.settings.queue.send_queue)
     return outcome.as_dict()
@@ -149,11 +162,14 @@ def denoise_series(self: Task, series_uid: str) -> dict[str, object]:
 def send_series(self: Task, series_uid: str) -> dict[str, object]:
     """Deliver one written series to every destination still missing it."""
     ctx = get_context()
-    try:
-        outcome = deliver(ctx, series_uid)
-    except (*TRANSIENT_ERRORS, *PERMANENT_ERRORS) as exc:
-        _fail_or_die(self, series_uid, "send", exc, ctx.settings.queue.send_max_retries)
-        return {"series_uid": series_uid, "done": False, "detail": "dead"}
+    with bind_series(series_uid):
+        try:
+            outcome = deliver(ctx, series_uid)
+        except (*TRANSIENT_ERRORS, *PERMANENT_ERRORS) as exc:
+            _fail_or_die(
+                self, series_uid, PendingStep.SEND, exc, ctx.settings.queue.send_max_retries
+            )
+            return {"series_uid": series_uid, "done": False, "detail": "dead"}
     return outcome.as_dict()
 
 

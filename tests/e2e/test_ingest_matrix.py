@@ -41,10 +41,12 @@ from pydicom.uid import (
 from support import DcmtkPacs
 from test_pipeline import wait_state
 
+from service.config import NodeSettings
 from service.dicom import pet
 from service.ops.dcmtk import dcmtk_env
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
+from service.runtime import AllInOneNode
 
 S = SeriesState
 _RESPONSE = re.compile(r"Received Store Response \(([^)]*)\)")
@@ -149,7 +151,7 @@ def _suv(paths: list[Path]) -> np.ndarray:
 
 @pytest.mark.slow
 def test_every_syntax_and_header_case_end_to_end(
-    node_factory,  # type: ignore[no-untyped-def]
+    node_factory: Callable[..., tuple[AllInOneNode, NodeSettings]],
     pacs: DcmtkPacs,
     study_copy: Path,
     tmp_path: Path,

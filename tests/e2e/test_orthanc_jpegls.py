@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +22,13 @@ from support import free_port, wait_for
 from test_orthanc import ORTHANC_AET, Orthanc
 from test_pipeline import series_uid_of, wait_state
 
+from service.config import NodeSettings
 from service.dicom import pet
 from service.ops import dcmtk
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
+from service.runtime import AllInOneNode
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ def archive(tmp_path: Path, node_port: int) -> Iterator[Orthanc]:
 
 
 def test_jpeg_ls_forwarded_by_orthanc_comes_back_derived(
-    node_factory,  # type: ignore[no-untyped-def]
+    node_factory: Callable[..., tuple[AllInOneNode, NodeSettings]],
     archive: Orthanc,
     node_port: int,
     study_copy: Path,

@@ -8,10 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
+from pydicom.uid import (
+    UID,
+    ExplicitVRLittleEndian,
+    JPEGLSLossless,
+    PositronEmissionTomographyImageStorage,
+    RLELossless,
+)
 from pynetdicom import AE, evt
 from pynetdicom.events import Event
-from pynetdicom.sop_class import PositronEmissionTomographyImageStorage
 from support import free_port
 
 from service.config import PeerSettings, SenderSettings, load_settings
@@ -29,9 +34,11 @@ class Destination:
         self.port = free_port()
         ae = AE(ae_title="TESTPACS")
         ae.add_supported_context(PET, syntaxes)
-        self.server = ae.start_server(
+        server = ae.start_server(
             ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self.store)]
         )
+        assert server is not None
+        self.server = server
 
     def store(self, event: Event) -> int:
         ds = event.dataset

@@ -15,9 +15,14 @@ from ingest_samples import compress, restamp
 from prometheus_client import REGISTRY
 from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.uid import UID, JPEG2000Lossless, JPEGLSLossless, RLELossless
+from pydicom.uid import (
+    UID,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    PositronEmissionTomographyImageStorage,
+    RLELossless,
+)
 from pynetdicom import AE
-from pynetdicom.sop_class import PositronEmissionTomographyImageStorage
 from support import free_port
 
 from service.config import NodeSettings, load_settings

@@ -323,6 +323,13 @@ def demo(
     keep_running: Annotated[
         bool, typer.Option(help="Keep the node and its status page up until Ctrl-C.")
     ] = False,
+    transfer_syntax: Annotated[
+        str,
+        typer.Option(
+            help="Send the study compressed: uncompressed, jpeg-ls, jpeg-ls-near, "
+            "jpeg-lossless, rle or jpeg2000."
+        ),
+    ] = "uncompressed",
 ) -> None:
     """Start a node and a demo PACS, send a simulated low-dose study, show what came back."""
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="unipet-demo-"))).resolve()
@@ -341,6 +348,7 @@ def demo(
             timeout_s=timeout_s,
             console=console,
             hold=_wait_for_signal if keep_running else None,
+            transfer_syntax=transfer_syntax,
         )
     except NodeError as exc:
         err_console.print(f"[red]demo failed[/red]: {exc}")

@@ -10,6 +10,7 @@ may quote a value a peer sent).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from html import escape
 from importlib.resources import files
@@ -136,6 +137,24 @@ def _dead_letters_html(items: Iterable[SeriesSummary]) -> str:
     )
 
 
+def _not_processed_html(state: StateStore) -> str:
+    """IGNORED and REJECTED series counted by reason (our own reason strings)."""
+    series = state.in_states([SeriesState.IGNORED, SeriesState.REJECTED])
+    counts = Counter((s.state.value, s.state_reason) for s in series)
+    if not counts:
+        return '<p class="muted">Every received series was denoised.</p>'
+    rows = "".join(
+        f"<tr><td>{_badge(state_value)}</td><td>{escape(_clip(reason))}</td>"
+        f'<td class="num">{n}</td></tr>'
+        for (state_value, reason), n in counts.most_common()
+    )
+    return (
+        "<table><thead><tr><th>State</th><th>Reason</th><th>Series</th></tr></thead><tbody>"
+        + rows
+        + "</tbody></table>"
+    )
+
+
 def last_processed(recent: Iterable[SeriesView]) -> SeriesView | None:
     """The most recently changed series that has a derived output on the spool."""
     return next((s for s in recent if s.output_key is not None), None)
@@ -189,5 +208,6 @@ def render_status_page(
         checks=_checks_html(checks),
         mips=_mips_html(last_processed(recent), spool_root),
         series_rows=rows,
+        not_processed=_not_processed_html(state),
         dead_letters=_dead_letters_html(dead_letters(state)),
     )

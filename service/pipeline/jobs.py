@@ -65,6 +65,7 @@ def destinations_for(settings: NodeSettings, series: SeriesView) -> list[Destina
             host=peer.host,
             port=peer.port,
             tls=peer.tls,
+            transfer_syntaxes=peer.transfer_syntaxes,
         )
     ]
 

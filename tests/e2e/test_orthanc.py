@@ -27,7 +27,7 @@ ORTHANC_AET = "ORTHANC"
 class Orthanc:
     """An Orthanc server on free loopback ports with its storage in a temporary folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, **extra: object) -> None:
         self.dicom_port = free_port()
         self.http_port = free_port()
         folder.mkdir(parents=True, exist_ok=True)
@@ -46,6 +46,7 @@ class Orthanc:
                     "DicomCheckCalledAet": True,
                     "Plugins": [],
                     "HttpsVerifyPeers": False,
+                    **extra,
                 }
             )
         )

@@ -12,6 +12,7 @@ Tree::
     |   +-- UndecodableDatasetError      0xC210 Cannot understand
     |   +-- StateUnavailableError        0x0110 Processing failure (state database error)
     +-- PetHeaderError                   a PET header fact is missing or inconsistent
+    |   +-- PixelDecodeError             a frame cannot be decoded from its transfer syntax
     +-- SeriesNotFoundError              no such series in the state database
     +-- InvalidTransitionError           a state change the series state machine forbids
     +-- SendError                        a destination refused or could not be reached (retried)
@@ -100,6 +101,13 @@ class PetHeaderError(NodeError):
     """A PET header fact needed for quantitation is missing or inconsistent."""
 
 
+class PixelDecodeError(PetHeaderError):
+    """A received frame cannot be decoded; the message names the transfer syntax.
+
+    A ``PetHeaderError`` so the worker parks the series at once (no retry decodes it).
+    """
+
+
 class SeriesNotFoundError(NodeError):
     """The state database holds no series with that key."""
 
@@ -118,6 +126,10 @@ class PermanentSendError(SendError):
     A wrong AE title or a peer that does not know us will not change by retrying; the series
     goes DEAD at once with the rejection's reason, for the administrator to fix and replay.
     """
+
+
+class ContextNotAcceptedError(SendError):
+    """The destination accepted no presentation context for an instance's SOP class."""
 
 
 class InferenceError(NodeError):

@@ -109,6 +109,11 @@ instances_conflicting_total = Counter(
     "unipet_instances_conflicting_total",
     "Instances re-sent under a known SOP Instance UID with other content (first copy kept).",
 )
+instances_not_processed_total = Counter(
+    "unipet_instances_not_processed_total",
+    "Instances stored but not denoised (IGNORED or REJECTED), by outcome and reason code.",
+    ["outcome", "reason"],
+)
 series_completed_total = Counter(
     "unipet_series_completed_total",
     "Series declared complete, by completeness rule.",
@@ -184,6 +189,7 @@ _ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     instances_received_total,
     instances_rejected_total,
     instances_conflicting_total,
+    instances_not_processed_total,
     series_completed_total,
     series_completion_wait_seconds,
     jobs_queued,

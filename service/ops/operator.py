@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from service.dicom.report import PDF_NAME, read_summary, report_dir
 from service.errors import InvalidTransitionError
 from service.pipeline.records import SeriesUpdate, SeriesView
 from service.pipeline.states import PendingStep, SeriesState
@@ -61,12 +63,33 @@ class SeriesSummary:
         return asdict(self)
 
 
-def status_report(state: StateStore, limit: int = 50) -> dict[str, object]:
-    """Counts per state plus the most recent series."""
+def quality_report(spool_root: Path | None, series: SeriesView) -> dict[str, object] | None:
+    """Digest of a series' quality report (SR + PDF) on the spool, or None without one.
+
+    Adds ``pdf`` (the web path of the PDF) to the digest written by the worker.
+    """
+    if spool_root is None or series.output_key is None:
+        return None
+    directory = report_dir(spool_root.resolve() / series.output_key)
+    summary = read_summary(directory)
+    if summary is None or not (directory / PDF_NAME).is_file():
+        return None
+    return {**summary, "pdf": f"/reports/{series.series_instance_uid}/{PDF_NAME}"}
+
+
+def status_report(
+    state: StateStore, limit: int = 50, spool_root: Path | None = None
+) -> dict[str, object]:
+    """Counts per state plus the most recent series (with their quality-report digest)."""
     counts = state.count_by_state()
+    series = []
+    for view in state.recent(limit):
+        row = SeriesSummary.of(view).as_dict()
+        row["quality_report"] = quality_report(spool_root, view)
+        series.append(row)
     return {
         "counts": {k.value: v for k, v in counts.items()},
-        "series": [SeriesSummary.of(s).as_dict() for s in state.recent(limit)],
+        "series": series,
         "generated_at": time.time(),
     }
 

@@ -24,6 +24,7 @@ from service.dicom.writer import DerivedSeriesOptions, write_derived_series
 from service.errors import InvalidTransitionError, PermanentSendError, SendError
 from service.pipeline.deliveries import DeliveryState
 from service.pipeline.records import DerivedOutput, SeriesUpdate, SeriesView
+from service.pipeline.reporting import report_paths_for, write_report
 from service.pipeline.states import PendingStep, SeriesState
 from service.pipeline.worker_context import WorkerContext
 
@@ -102,6 +103,7 @@ def destinations_for(settings: NodeSettings, series: SeriesView) -> list[Destina
             host=peer.host,
             port=peer.port,
             tls=peer.tls,
+            transfer_syntaxes=peer.transfer_syntaxes,
         )
     ]
 
@@ -139,6 +141,7 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
                 series_number_offset=ctx.settings.output.series_number_offset,
             ),
         )
+        write_report(ctx, claimed, volume, result, derived)
     written = ctx.state.transition(
         series_uid,
         S.WRITTEN,
@@ -217,7 +220,8 @@ def deliver(ctx: WorkerContext, series_uid: str) -> StepOutcome:
             if destination.name in already:
                 continue
             try:
-                send_files(paths, destination, ctx.settings.sender)
+                reports = report_paths_for(ctx.spool, claimed.output_key, destination)
+                send_files([*paths, *reports], destination, ctx.settings.sender)
             except SendError as exc:
                 metrics.send_attempts_total.labels(
                     destination=destination.name, outcome="failure"

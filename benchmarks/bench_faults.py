@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 from pydicom import dcmread
 from pydicom.uid import generate_uid
-from pynetdicom import AE, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.events import Event
 from pynetdicom.sop_class import PositronEmissionTomographyImageStorage, Verification
 
@@ -69,8 +69,9 @@ class RecordingPacs:
         ae = AE(ae_title="RECPACS")
         if reject_us:
             ae.require_calling_aet = ["SOMEONEELSE"]
-        ae.add_supported_context(PET)
-        ae.add_supported_context(PET, "1.2.840.10008.1.2.1")
+        # Every storage class: the derived images and the quality report (SR, PDF) beside.
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         self.server = ae.start_server(
             ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]

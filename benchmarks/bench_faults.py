@@ -35,7 +35,10 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
 from pynetdicom.events import Event
-from pynetdicom.sop_class import PositronEmissionTomographyImageStorage, Verification
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
+    PositronEmissionTomographyImageStorage,
+    Verification,
+)
 
 from service.config import load_settings
 from service.dicom.synthetic import write_simulated_study
@@ -71,7 +74,7 @@ class RecordingPacs:
             ae.require_calling_aet = ["SOMEONEELSE"]
         # Every storage class: the derived images and the quality report (SR, PDF) beside.
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(str(context.abstract_syntax), ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
         self.server = ae.start_server(
             ("127.0.0.1", self.port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]

@@ -7,12 +7,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydicom import dcmread
+from pydicom.uid import (
+    Comprehensive3DSRStorage,
+    EncapsulatedPDFStorage,
+    PositronEmissionTomographyImageStorage,
+)
+
 if TYPE_CHECKING:
     from service.config import NodeSettings
     from service.runtime import AllInOneNode
 
 #: The e2e ``node_factory`` fixture: ``make(destination_port, **sections)`` starts a node.
 NodeFactory = Callable[..., tuple["AllInOneNode", "NodeSettings"]]
+
+PET_IMAGE_STORAGE = PositronEmissionTomographyImageStorage
+QUALITY_REPORT_SOP_CLASSES = (Comprehensive3DSRStorage, EncapsulatedPDFStorage)
 
 
 def free_port() -> int:
@@ -51,6 +61,22 @@ class DcmtkPacs:
     def files(self) -> list[Path]:
         """Every instance stored so far."""
         return sorted(self.folder.rglob("*.dcm"))
+
+    def images(self) -> list[Path]:
+        """The PET images stored so far (not the quality report's SR and PDF instances)."""
+        return [
+            path
+            for path in self.files()
+            if dcmread(path, stop_before_pixels=True).SOPClassUID == PET_IMAGE_STORAGE
+        ]
+
+    def reports(self) -> list[Path]:
+        """The quality report instances (Comprehensive 3D SR, Encapsulated PDF) stored so far."""
+        return [
+            path
+            for path in self.files()
+            if dcmread(path, stop_before_pixels=True).SOPClassUID in QUALITY_REPORT_SOP_CLASSES
+        ]
 
     def stop(self) -> None:
         """Stop storescp."""

@@ -71,8 +71,14 @@ def test_low_dose_series_comes_back_as_labelled_derived_series(
     assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 90) is SeriesState.DONE
     series = state.get(uid)
     assert series.completeness_reason.startswith("count:")
-    received = [dcmread(p) for p in pacs.files()]
+    received = [dcmread(p) for p in pacs.images()]
     assert len(received) == len(sources)
+    # The quality report travels with the series: one SR and one Encapsulated PDF, same study.
+    reports = [dcmread(p, stop_before_pixels=True) for p in pacs.reports()]
+    assert sorted(str(ds.Modality) for ds in reports) == ["DOC", "SR"]
+    assert {str(ds.StudyInstanceUID) for ds in reports} == {
+        str(first.StudyInstanceUID) for first in sources.values()
+    }
     assert {str(ds.SeriesInstanceUID) for ds in received} == {series.output_series_uid}
     first_source = next(iter(sources.values()))
     for ds in received:
@@ -99,7 +105,7 @@ def test_low_dose_series_comes_back_as_labelled_derived_series(
     assert {p.name: p.read_bytes() for p in sent_folder.glob("*.dcm")} == before
     if Path(DCIODVFY).exists():
         report = subprocess.run(
-            [DCIODVFY, str(pacs.files()[0])],
+            [DCIODVFY, str(pacs.images()[0])],
             capture_output=True,
             text=True,
             timeout=60,
@@ -118,13 +124,13 @@ def test_series_sent_twice_gives_one_output_series_with_the_same_uids(
     state = StateStore(settings.database_url)
     assert storescu(folder, settings.listener.port).returncode == 0
     assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 90) is SeriesState.DONE
-    first = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in pacs.files()}
+    first = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in pacs.images()}
     first_output = state.get(uid).output_series_uid
-    for path in pacs.files():
+    for path in pacs.images():
         path.unlink()
     assert storescu(folder, settings.listener.port).returncode == 0
     assert wait_for(lambda: len([h for h in state.history(uid) if h.to_state == "DONE"]) == 2, 90)
-    second = [dcmread(p, stop_before_pixels=True) for p in pacs.files()]
+    second = [dcmread(p, stop_before_pixels=True) for p in pacs.images()]
     assert {str(ds.SOPInstanceUID) for ds in second} == first
     assert {str(ds.SeriesInstanceUID) for ds in second} == {first_output}
     reasons = [h.reason for h in state.history(uid) if h.to_state == "RECEIVING"]
@@ -149,7 +155,7 @@ def test_worker_killed_mid_job_is_resumed_after_restart(
     os.killpg(node.worker.pid, signal.SIGKILL)
     node.worker.wait(timeout=10)
     assert state.get(uid).state is SeriesState.PROCESSING
-    assert pacs.files() == []
+    assert pacs.images() == []
     config = write_effective_config(settings, settings.spool.path / "restart-config.yaml")
     node.worker = start_worker_process(
         config,
@@ -159,7 +165,7 @@ def test_worker_killed_mid_job_is_resumed_after_restart(
     assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 90) is SeriesState.DONE
     history = state.history(uid)
     assert any("lease expired in PROCESSING" in h.reason for h in history)
-    assert len(pacs.files()) == len(list(folder.glob("*.dcm")))
+    assert len(pacs.images()) == len(list(folder.glob("*.dcm")))
 
 
 def _worker_ready(settings) -> bool:  # type: ignore[no-untyped-def]
@@ -199,7 +205,7 @@ def test_destination_down_goes_dead_and_replay_delivers(
             check=True,
         )
         assert wait_state(state, uid, {SeriesState.DONE}, 90) is SeriesState.DONE
-        assert len(pacs.files()) == len(list(folder.glob("*.dcm")))
+        assert len(pacs.images()) == len(list(folder.glob("*.dcm")))
     finally:
         pacs.stop()
 
@@ -225,7 +231,7 @@ def test_listener_restart_keeps_a_half_received_series(
     assert state.get(uid).received_instances == len(list(first_half.glob("*.dcm")))
     assert storescu(second_half, settings.listener.port).returncode == 0
     assert wait_state(state, uid, {SeriesState.DONE, SeriesState.DEAD}, 90) is SeriesState.DONE
-    assert len(pacs.files()) == len(files)
+    assert len(pacs.images()) == len(files)
 
 
 def test_two_workers_share_the_queue_and_never_process_a_series_twice(
@@ -253,8 +259,10 @@ def test_two_workers_share_the_queue_and_never_process_a_series_twice(
         for uid in uids:
             claims = [h for h in state.history(uid) if h.to_state == "PROCESSING"]
             assert len(claims) == 1, f"{uid} was processed {len(claims)} times"
-        outputs = {str(dcmread(p, stop_before_pixels=True).SeriesInstanceUID) for p in pacs.files()}
+        outputs = {
+            str(dcmread(p, stop_before_pixels=True).SeriesInstanceUID) for p in pacs.images()
+        }
         assert outputs == {state.get(uid).output_series_uid for uid in uids}
-        assert len(pacs.files()) == sum(len(list(f.glob("*.dcm"))) for f in folders)
+        assert len(pacs.images()) == sum(len(list(f.glob("*.dcm"))) for f in folders)
     finally:
         stop_process(second)

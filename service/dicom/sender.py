@@ -58,13 +58,20 @@ def send_files(
     for sop_class, transfer_syntax in contexts:
         ae.add_requested_context(sop_class, transfer_syntax)
     tls_args = (client_ssl_context(peer.tls), peer.host) if peer.tls is not None else None
-    assoc = ae.associate(
-        peer.host,
-        peer.port,
-        ae_title=peer.ae_title,
-        evt_handlers=[(evt.EVT_CONN_OPEN, nodelay_on_connection_open)],
-        tls_args=tls_args,
-    )
+    try:
+        assoc = ae.associate(
+            peer.host,
+            peer.port,
+            ae_title=peer.ae_title,
+            evt_handlers=[(evt.EVT_CONN_OPEN, nodelay_on_connection_open)],
+            tls_args=tls_args,
+        )
+    except OSError as exc:
+        # A host name that does not resolve (a stopped container, a DNS outage) is raised
+        # here rather than reported as a failed association: it is a failed send all the same.
+        raise SendError(
+            f"association to {peer.ae_title}@{peer.host}:{peer.port} failed: {exc}"
+        ) from exc
     if not assoc.is_established:
         reason = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "failed"
         raise SendError(f"association to {peer.ae_title}@{peer.host}:{peer.port} {reason}")

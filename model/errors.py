@@ -3,12 +3,13 @@
 One base class so a caller can catch everything the model refuses with one ``except``::
 
     ModelError
-    └── WeightsError   (missing, unreadable or mismatched weights / model card)
+    ├── WeightsError   (missing, unreadable or mismatched weights / model card)
+    └── CardError      (a model card this version cannot read)
 """
 
 from __future__ import annotations
 
-__all__ = ["ModelError", "WeightsError"]
+__all__ = ["CardError", "ModelError", "WeightsError"]
 
 
 class ModelError(Exception):
@@ -17,3 +18,7 @@ class ModelError(Exception):
 
 class WeightsError(ModelError):
     """A weights file is missing, corrupt, or does not match the architecture it declares."""
+
+
+class CardError(ModelError):
+    """A model card is not what this version writes: a field missing, unknown or mistyped."""

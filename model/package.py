@@ -21,13 +21,12 @@ import json
 import re
 import shutil
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from model.card import package_card
-from model.card_markdown import render_markdown
-from model.errors import WeightsError
+from model.card import ModelCard, package_card, render_markdown
+from model.errors import CardError, WeightsError
 from model.evaluation.targets import TargetNames
 from model.weights_io import load_network, sha256_file
 
@@ -66,17 +65,29 @@ def _read_object(path: Path, what: str) -> dict[str, object]:
     return value
 
 
-def _manifest(request: PackageRequest, card: Mapping[str, object]) -> dict[str, object] | None:
+def _training_card(weights: Path) -> ModelCard:
+    """The card skeleton training wrote beside ``weights``.
+
+    Raises:
+        WeightsError: the card is missing, not JSON, or not a card this version can read.
+    """
+    path = weights.with_suffix(".json")
+    try:
+        return ModelCard.from_json(_read_object(path, "training card"))
+    except CardError as exc:
+        raise WeightsError(f"training card {path}: {exc}") from exc
+
+
+def _manifest(request: PackageRequest, card: ModelCard) -> dict[str, object] | None:
     """The training dataset's manifest, from ``--dataset-dir`` or the card, if still on disk."""
-    data = card.get("data")
-    recorded = data.get("dataset_dir") if isinstance(data, Mapping) else None
-    folder = request.dataset_dir or (Path(recorded) if isinstance(recorded, str) else None)
+    recorded = card.data.dataset_dir
+    folder = request.dataset_dir or (Path(recorded) if recorded else None)
     if folder is None or not (folder / "manifest.json").is_file():
         return None
     return _read_object(folder / "manifest.json", "dataset manifest")
 
 
-def _check_source(request: PackageRequest, card: Mapping[str, object]) -> str:
+def _check_source(request: PackageRequest, card: ModelCard) -> str:
     """Refuse weights whose header version or hash differ from what is being shipped.
 
     Returns:
@@ -93,10 +104,10 @@ def _check_source(request: PackageRequest, card: Mapping[str, object]) -> str:
             "(packaging never rewrites weights)"
         )
     sha256 = sha256_file(request.weights)
-    if card.get("weights_sha256") != sha256:
+    if card.weights_sha256 != sha256:
         raise WeightsError(
             f"the training card beside {request.weights} names SHA-256 "
-            f"{card.get('weights_sha256')}, but the file's is {sha256}: card and weights "
+            f"{card.weights_sha256}, but the file's is {sha256}: card and weights "
             "are from different runs"
         )
     return sha256
@@ -145,25 +156,28 @@ def package(request: PackageRequest) -> tuple[Path, Path, Path]:
     """
     if not VERSION_PATTERN.fullmatch(request.version):
         raise WeightsError(f"version {request.version!r} must match {VERSION_PATTERN.pattern}")
-    training_card = _read_object(request.weights.with_suffix(".json"), "training card")
+    training_card = _training_card(request.weights)
     sha256 = _check_source(request, training_card)
-    card = package_card(
-        training_card,
-        request.version,
-        sha256,
-        _read_object(request.evaluation, "evaluation results"),
-        manifest=_manifest(request, training_card),
-        benchmark=_optional_object(request.benchmark, "benchmark"),
-        drf_accuracy=_optional_object(request.drf_accuracy, "DRF estimate accuracy"),
-        names=request.names,
-    )
+    try:
+        card = package_card(
+            training_card,
+            request.version,
+            sha256,
+            _read_object(request.evaluation, "evaluation results"),
+            manifest=_manifest(request, training_card),
+            benchmark=_optional_object(request.benchmark, "benchmark"),
+            drf_accuracy=_optional_object(request.drf_accuracy, "DRF estimate accuracy"),
+            names=request.names,
+        )
+    except CardError as exc:
+        raise WeightsError(f"cannot package {request.weights}: {exc}") from exc
     stem = f"unipet-{request.version}"
     request.out.mkdir(parents=True, exist_ok=True)
     weights = request.out / f"{stem}.safetensors"
     # The card names the hash of the shipped copy: _copy_weights refuses any other bytes.
     _copy_weights(request.weights, weights, sha256)
     card_path, markdown_path = request.out / f"{stem}.json", request.out / f"{stem}.md"
-    card_path.write_text(json.dumps(card, indent=1, allow_nan=False) + "\n")
+    card_path.write_text(card.to_text())
     markdown_path.write_text(render_markdown(card, weights.name))
     return weights, card_path, markdown_path
 

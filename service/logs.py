@@ -39,6 +39,24 @@ def _renderer(log_format: LogFormat) -> structlog.typing.Processor:
     return structlog.processors.JSONRenderer()
 
 
+def route_to_stdlib() -> None:
+    """Send structlog events to stdlib logging until ``configure_logging`` sets the renderer.
+
+    structlog's own default prints to stdout, which would mix events into the output of
+    commands and benchmarks that import the node without configuring logging.
+    """
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.render_to_log_kwargs,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
 def configure_logging(level: str = "INFO", log_format: LogFormat = LogFormat.AUTO) -> None:
     """Route structlog and stdlib logging through one formatter to stderr; idempotent."""
     pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False

@@ -1,7 +1,9 @@
 """Evaluation of denoisers on held-out test phantoms: metrics, methods, tables and figures.
 
-``python -m model.evaluate`` is the command line; ``model.evaluation.tuning`` chooses the
-baselines' parameters on validation phantoms. Any method is a callable
+``python -m model.evaluate`` is the command line; ``split`` says which phantoms are scored,
+``runner`` scores them in one process and ``parallel`` over several; ``report`` writes the
+tables and figures, ``targets`` checks them, ``drf_accuracy`` scores the DRF estimate, and
+``tuning`` chooses the baselines' parameters on validation phantoms. Any method is a callable
 ``(volume_bqml, spacing_mm, suv_per_bqml) -> volume_bqml``; a trained network becomes one via
 :func:`network_method`.
 """

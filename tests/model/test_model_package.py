@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from model.card import EVALUATION_KEYS
+from model.drf_estimate import FEATURE_NAMES
 from model.networks import NetworkConfig, UniPETNet
 from model.package import main
 from model.weights_io import load_network, save_weights, sha256_file
@@ -99,7 +100,12 @@ def run(tmp_path: Path) -> Path:
         "hardware": {"device": "cpu", "threads": 1, "cpu": "x86_64", "torch": "2"},
         "evaluation": None,
         "intended_use": "research; not for diagnosis",
-        "drf_calibration": {"n_volumes": 20, "loo_median_factor_error": 1.31},
+        "drf_calibration": {
+            "features": list(FEATURE_NAMES),
+            "coefficients": [0.1, 0.2, 0.3, 0.4, 0.5],
+            "n_volumes": 20,
+            "loo_median_factor_error": 1.31,
+        },
     }
     weights.with_suffix(".json").write_text(json.dumps(card))
     (tmp_path / "eval").mkdir()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
+import structlog
 import torch
 
 from model.networks import NetworkConfig, UniPETNet
@@ -169,11 +169,14 @@ def test_a_card_without_version_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_without_a_card_the_node_version_labels_the_output_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
 ) -> None:
     weights, sha256 = _weights(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="service.pipeline.inference"):
+    with structlog.testing.capture_logs() as events:
         algorithm = _unipet(weights).algorithm
     assert algorithm.version == node_version()
     assert algorithm.weights_sha256 == sha256
-    assert any("model_card_missing" in r.getMessage() for r in caplog.records)
+    warnings = [e for e in events if e["event"] == "model_card_missing"]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+    assert warnings[0]["weights"] == weights.name

@@ -24,7 +24,7 @@ from model.networks import NetworkConfig, UniPETNet
 from model.simulate import simulate_study
 from model.weights_io import save_weights
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TRAINING = (4.0, 10.0, 20.0, 50.0, 100.0)
 # DRF 20: errors 2, 1, 2 (one of three within 1.5); DRF 7: errors 1, 1.2 (both within).
 RECORDS = [

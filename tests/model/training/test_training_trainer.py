@@ -12,7 +12,10 @@ import pytest
 from model.drf_estimate import DrfCalibration
 from model.patches import PatchSampler, SuvStudy, slice_stack
 from model.simulate.dataset import build_dataset
-from model.train import TrainConfig, Trainer, config_from_args, train
+from model.train import config_from_args
+from model.training.config import TrainConfig
+from model.training.run import train
+from model.training.trainer import Trainer
 from model.weights_io import load_network, sha256_file
 
 DRFS = (4.0, 20.0)

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_model_train import _config
+from test_training_trainer import _config
 
 from model.losses import lesion_l1_loss
 from model.networks import NetworkConfig, UniPETNet
 from model.patches import PatchSampler, SuvStudy
-from model.train import TrainConfig, Trainer, generator_param_groups
+from model.training.config import TrainConfig
+from model.training.trainer import Trainer, generator_param_groups
 
 DRFS = (4.0, 20.0)
 
@@ -95,7 +96,7 @@ def test_full_resolution_modulation_adds_two_modulated_blocks() -> None:
 
 
 def test_cosine_schedule_falls_from_one_to_the_final_fraction() -> None:
-    from model.train import lr_factor
+    from model.training.trainer import lr_factor
 
     assert lr_factor("cosine", 0, 100, 0.1) == pytest.approx(1.0)
     assert lr_factor("cosine", 50, 100, 0.1) == pytest.approx(0.55)

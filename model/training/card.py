@@ -1,0 +1,96 @@
+"""The card skeleton a training run leaves beside its weights.
+
+It records what only the training machine knows (the full config, the data it read, steps,
+last losses, wall time, hardware, the DRF calibration); ``model.package`` later completes it
+with the evaluation and makes it portable (``model.card.packaging``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from model.card import (
+    Architecture,
+    DatasetSummary,
+    Hardware,
+    Iterations,
+    ModelCard,
+    TrainingData,
+    TrainingRecord,
+)
+from model.drf_estimate import DrfCalibration
+from model.networks import count_parameters
+from model.training.trainer import Trainer
+from model.weights_io import sha256_file
+
+__all__ = ["INTENDED_USE", "MODEL_INPUT", "MODEL_OUTPUT", "training_card"]
+
+INTENDED_USE = "research; denoising of simulated low-dose PET; not for diagnosis"
+MODEL_INPUT = "2.5D stack of context_slices slices in SUV (Bq/ml * suv_per_bqml)"
+MODEL_OUTPUT = "centre slice in SUV, as input centre + predicted residual"
+
+
+def _manifest(dataset_dir: Path) -> dict[str, object]:
+    """A dataset's manifest, empty when the folder has none."""
+    path = dataset_dir / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _dataset_summary(dataset_dir: Path) -> DatasetSummary:
+    """Size, tracer and training seeds of a dataset (its manifest's words)."""
+    manifest = _manifest(dataset_dir)
+    splits = manifest.get("splits")
+    seeds = splits.get("train") if isinstance(splits, dict) else None
+    size, tracer = manifest.get("size"), manifest.get("tracer")
+    return DatasetSummary(
+        size=size if isinstance(size, str) else None,
+        tracer=tracer if isinstance(tracer, str) else None,
+        train_seeds=tuple(int(s) for s in seeds) if isinstance(seeds, list) else None,
+    )
+
+
+def training_card(
+    trainer: Trainer, sha256: str, seconds: float, calibration: DrfCalibration
+) -> ModelCard:
+    """The skeleton card of a finished run: provenance now, evaluation once packaged."""
+    config = trainer.config
+    main = _dataset_summary(Path(config.dataset_dir))
+    return ModelCard(
+        name=f"UniPET ({config.variant})",
+        version=config.version,
+        weights_sha256=sha256,
+        architecture=Architecture(
+            trainer.net.config, count_parameters(trainer.net), MODEL_INPUT, MODEL_OUTPUT
+        ),
+        data=TrainingData(
+            dataset_dir=config.dataset_dir,
+            size=main.size,
+            tracer=main.tracer,
+            train_seeds=main.train_seeds,
+            training_drfs=tuple(float(d) for d in config.drfs),
+            extra_datasets=tuple(_dataset_summary(Path(d)) for d in config.extra_dataset_dirs),
+        ),
+        training=TrainingRecord(
+            config=config,
+            seed=config.seed,
+            iterations=Iterations(config.stage1_steps, config.stage2_steps),
+            steps_done=trainer.step_index,
+            final_losses=trainer.history[-1] if trainer.history else {},
+            wall_seconds=round(seconds, 1),
+            init_weights_sha256=(
+                sha256_file(Path(config.init_weights)) if config.init_weights else None
+            ),
+        ),
+        hardware=Hardware(
+            device=str(trainer.device),
+            threads=config.threads,
+            cpu=platform.processor() or platform.machine(),
+            torch=torch.__version__,
+        ),
+        intended_use=INTENDED_USE,
+        drf_calibration=calibration,
+    )

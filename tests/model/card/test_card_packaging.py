@@ -1,0 +1,88 @@
+"""Packaging the shipped card's own training skeleton gives the shipped card, byte for byte."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from model.card import ModelCard, TrainingData, package_card
+
+SHIPPED = Path(__file__).resolve().parents[3] / "model" / "weights" / "unipet-1.0.0.json"
+# The manifest of the dataset named by the shipped card's build command.
+MANIFEST = {
+    "size": "small",
+    "tracer": "fdg",
+    "drfs": [4.0, 10.0, 20.0, 50.0, 100.0],
+    "splits": {
+        "train": [*range(1000, 1022), *range(1024, 1050)],
+        "test": [1022, 1023, *range(1050, 1054)],
+    },
+}
+
+
+def _skeleton(card: ModelCard) -> ModelCard:
+    """What training left beside the weights: machine paths, no evaluation yet."""
+    data: TrainingData = dataclasses.replace(card.data, dataset_dir="/runs/DS", build_command=None)
+    config = dataclasses.replace(
+        card.training.config,
+        dataset_dir="/runs/DS",
+        extra_dataset_dirs=("/runs/DSFULL",),
+        out_dir="/runs/unipet",
+        init_weights="/runs/unipet_small/unipet-unipet.safetensors",
+    )
+    return dataclasses.replace(
+        card,
+        data=data,
+        training=dataclasses.replace(card.training, config=config),
+        evaluation=None,
+        targets=None,
+        benchmark=None,
+        drf_estimate_accuracy=None,
+    )
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, object]:
+    document: dict[str, object] = json.loads(SHIPPED.read_text())
+    return document
+
+
+def test_packaging_the_skeleton_gives_the_shipped_card(shipped: dict[str, object]) -> None:
+    card = ModelCard.from_json(shipped)
+    skeleton = ModelCard.from_json(json.loads(json.dumps(_skeleton(card).to_json())))
+    assert skeleton.to_json()["evaluation"] is None
+    evaluation, benchmark = shipped["evaluation"], shipped["benchmark"]
+    accuracy = shipped["drf_estimate_accuracy"]
+    assert isinstance(evaluation, dict) and isinstance(benchmark, dict)
+    assert isinstance(accuracy, dict)
+    packaged = package_card(
+        skeleton,
+        card.version,
+        card.weights_sha256,
+        {**evaluation, "cases": []},
+        manifest=MANIFEST,
+        benchmark=benchmark,
+        drf_accuracy={**accuracy, "records": [{"seed": 1022, "drf": 4.0, "estimate": 5.0}]},
+    )
+    assert packaged == card
+    assert packaged.to_text() == SHIPPED.read_text()
+
+
+def test_machine_paths_become_placeholders(shipped: dict[str, object]) -> None:
+    skeleton = _skeleton(ModelCard.from_json(shipped))
+    results = shipped["evaluation"]
+    assert isinstance(results, dict)
+    packaged = package_card(skeleton, "1.0.0", skeleton.weights_sha256, results)
+    config = packaged.training.config
+    assert (config.dataset_dir, config.out_dir, config.init_weights) == (
+        "DATASET",
+        "RUN",
+        "START_WEIGHTS",
+    )
+    assert config.extra_dataset_dirs == ("DATASET2",)
+    assert packaged.data.dataset_dir is None
+    assert packaged.data.build_command is None
+    assert "/runs/" not in packaged.to_text()

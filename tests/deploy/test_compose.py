@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import shutil
 
 import jsonschema
 import pytest

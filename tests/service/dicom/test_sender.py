@@ -38,7 +38,7 @@ def test_unreachable_destination_raises_send_error(study_copy: Path) -> None:
 def test_unresolvable_host_name_raises_send_error(study_copy: Path) -> None:
     """RFC 2606: ``.invalid`` never resolves, like a stopped PACS container's service name."""
     paths = sorted((study_copy / "drf20").glob("*.dcm"))[:2]
-    with pytest.raises(SendError, match="association to NOBODY@pacs.invalid"):
+    with pytest.raises(SendError, match=r"association to NOBODY@pacs\.invalid"):
         send_files(paths, PeerSettings(ae_title="NOBODY", host="pacs.invalid", port=104), SENDER)
 
 

@@ -1,4 +1,8 @@
-"""``unipet-node``: the command line users and their scripts depend on (DESIGN.md section 8)."""
+"""``unipet-node``: the command line users and their scripts depend on.
+
+Exit codes: 0 success, 1 the command failed (its reason on stderr), 2 the configuration is
+invalid. Subcommands are imported lazily so ``--help`` and ``status`` start fast.
+"""
 
 from __future__ import annotations
 
@@ -35,16 +39,17 @@ ConfigOption = Annotated[
 ]
 
 
-def _settings(config: Path | None) -> NodeSettings:
+def _settings(config: Path | None, log_file: Path | None = None) -> NodeSettings:
+    """Load the settings (exit 2 when invalid) and configure logging, to ``log_file`` if given."""
     from service.logs import configure_logging
 
-    configure_logging()
+    configure_logging(log_file=log_file)
     try:
         settings = load_settings(config)
     except ConfigError as exc:
         err_console.print(f"[red]configuration error[/red]: {exc}")
         raise typer.Exit(code=2) from exc
-    configure_logging(settings.logging.level, settings.logging.format)
+    configure_logging(settings.logging.level, settings.logging.format, log_file=log_file)
     return settings
 
 
@@ -307,10 +312,13 @@ def demo(
     ] = False,
 ) -> None:
     """Start a node and a demo PACS, send a simulated low-dose study, show what came back."""
-    _settings(None)
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="unipet-demo-"))).resolve()
     _use_metrics_dir(workdir / "spool")
-    from service.ops.demo import run_demo
+    from service.ops.demo import node_log_path, run_demo
+
+    # The node's events go to a file in the workdir (named in the result table), so they
+    # never interleave with the progress lines and the table on the terminal.
+    _settings(None, log_file=node_log_path(workdir))
 
     try:
         result = run_demo(

@@ -97,7 +97,7 @@ class SpoolSettings(_Section):
 
 
 class CompletenessSettings(_Section):
-    """When a series counts as complete (DESIGN.md section 3)."""
+    """When a series counts as complete (rules in ``service/pipeline/completeness.py``)."""
 
     quiet_period_s: PositiveFloat = 30.0
     quiet_period_s_by_aet: dict[AeTitle, PositiveFloat] = Field(default_factory=dict)
@@ -172,7 +172,7 @@ class LoggingSettings(_Section):
 
 
 class NodeSettings(BaseSettings):
-    """All settings of one node; see DESIGN.md section 8 for the names users script against."""
+    """All settings of one node; section and key names are what users script against."""
 
     model_config = SettingsConfigDict(
         env_prefix="UNIPET_", env_nested_delimiter="__", extra="forbid", frozen=True

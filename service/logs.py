@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 
 import structlog
 from pynetdicom import _config as pynetdicom_config
@@ -31,11 +32,11 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
-def _renderer(log_format: LogFormat) -> structlog.typing.Processor:
+def _renderer(log_format: LogFormat, tty: bool) -> structlog.typing.Processor:
     if log_format is LogFormat.AUTO:
-        log_format = LogFormat.CONSOLE if sys.stderr.isatty() else LogFormat.JSON
+        log_format = LogFormat.CONSOLE if tty else LogFormat.JSON
     if log_format is LogFormat.CONSOLE:
-        return structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        return structlog.dev.ConsoleRenderer(colors=tty)
     return structlog.processors.JSONRenderer()
 
 
@@ -57,8 +58,22 @@ def route_to_stdlib() -> None:
     )
 
 
-def configure_logging(level: str = "INFO", log_format: LogFormat = LogFormat.AUTO) -> None:
-    """Route structlog and stdlib logging through one formatter to stderr; idempotent."""
+def _handler(log_file: Path | None) -> tuple[logging.Handler, bool]:
+    """The handler events go to, and whether a person reads it on a terminal."""
+    if log_file is None:
+        return logging.StreamHandler(sys.stderr), sys.stderr.isatty()
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    return logging.FileHandler(log_file, encoding="utf-8"), False
+
+
+def configure_logging(
+    level: str = "INFO", log_format: LogFormat = LogFormat.AUTO, log_file: Path | None = None
+) -> None:
+    """Route structlog and stdlib logging through one formatter; idempotent.
+
+    Events go to stderr, or appended to ``log_file`` (JSON unless configured otherwise) when a
+    command has its own output to show, such as ``unipet-node demo``'s result table.
+    """
     pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
     pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
     shared: list[structlog.typing.Processor] = [
@@ -77,18 +92,23 @@ def configure_logging(level: str = "INFO", log_format: LogFormat = LogFormat.AUT
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
     )
+    handler, tty = _handler(log_file)
     formatter = structlog.stdlib.ProcessorFormatter(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            _renderer(LogFormat(log_format)),
+            _renderer(LogFormat(log_format), tty),
         ],
         foreign_pre_chain=shared,
     )
-    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
+    for previous in root.handlers:
+        if isinstance(previous, logging.FileHandler):
+            previous.close()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Python warnings (e.g. Celery's) become events too, not bare lines between the JSON ones.
+    logging.captureWarnings(True)
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
 
 
@@ -97,3 +117,13 @@ def bind_series(series_uid: str, **fields: str) -> Iterator[None]:
     """Bind the series UID (and other non-PHI fields) to every event inside the block."""
     with structlog.contextvars.bound_contextvars(series_uid=series_uid, **fields):
         yield
+
+
+def bind_association(calling_aet: str, peer_host: str) -> None:
+    """Bind the peer of a DICOM association to every later event of the calling thread.
+
+    pynetdicom runs each association in a thread of its own, and a new thread starts with an
+    empty context, so binding once when the association is requested labels exactly that
+    association's events (C-STORE refusals, admission, pynetdicom's warnings).
+    """
+    structlog.contextvars.bind_contextvars(calling_aet=calling_aet, peer_host=peer_host)

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the node (names from DESIGN.md section 5; all start with ``unipet_``).
+"""Prometheus metrics of the node (all names start with ``unipet_``; docs/deployment.md lists them).
 
 Labels never carry patient data: calling AE titles, destination names, reasons, outcomes and
 check names only, all from small closed sets or from the configuration.
@@ -25,7 +25,7 @@ Three details make it safe across containers that share one metrics volume:
   it before its worker process starts. Without it, each process keeps its own in-memory values
   and ``/metrics`` shows only the web process's (enough for tests, not for a deployment).
 
-A host whose workers run elsewhere (DESIGN.md section 9) runs ``unipet-node web`` next to them
+A host whose workers run elsewhere (docs/deployment.md) runs ``unipet-node web`` next to them
 on the same metrics volume, and Prometheus scrapes each host's web process.
 """
 

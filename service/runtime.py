@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,6 +21,7 @@ from urllib.parse import urlparse
 import redis
 import structlog
 import yaml
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from service.config import NodeSettings
 from service.errors import ConfigError, NodeError
@@ -35,14 +37,18 @@ log = structlog.stdlib.get_logger(__name__)
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
-def wait_until(predicate: object, timeout_s: float, interval_s: float = 0.1) -> bool:
-    """Poll ``predicate()`` until it is true or ``timeout_s`` passes (bounded wait)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())  # type: ignore[operator]
+def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.1) -> bool:
+    """Poll ``predicate()`` every ``interval_s`` until it is true or ``timeout_s`` has passed.
+
+    Returns whether it became true: a bounded wait, never an endless one.
+    """
+    polling = Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_fixed(interval_s),
+        retry=retry_if_result(lambda ok: not ok),
+        retry_error_callback=lambda _state: False,
+    )
+    return polling(lambda: bool(predicate()))
 
 
 class EmbeddedRedis:
@@ -119,15 +125,21 @@ def write_effective_config(settings: NodeSettings, path: Path) -> Path:
     return path
 
 
+def worker_log_path(settings: NodeSettings) -> Path:
+    """Where the all-in-one node's worker child writes its output and log events."""
+    return settings.spool.path / "logs" / "worker.log"
+
+
 def start_worker_process(
     config_path: Path, queues: list[str], log_path: Path, name: str | None = None
 ) -> subprocess.Popen[bytes]:
     """Start ``unipet-node worker`` as a child process (same interpreter).
 
-    ``name`` is the Celery node name; give each worker on one host its own.
+    Its log events (stderr) go to ``log_path``, one JSON object per line; its stdout, where
+    Celery only writes notes for a person at a terminal, is dropped. ``name`` is the Celery
+    node name; give each worker on one host its own.
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = log_path.open("ab")
     command = [
         sys.executable,
         "-m",
@@ -140,13 +152,14 @@ def start_worker_process(
     ]
     if name is not None:
         command += ["--name", name]
-    return subprocess.Popen(
-        command,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        env={**os.environ},
-        start_new_session=True,  # its own process group: stopping it stops its pool children
-    )
+    with log_path.open("ab") as handle:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=handle,
+            env={**os.environ},
+            start_new_session=True,  # its own process group: stopping it stops its children
+        )
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
@@ -227,7 +240,7 @@ class AllInOneNode:
                 self.settings.queue.denoise_queue,
                 self.settings.queue.send_queue,
             ]
-            self.worker = start_worker_process(config_path, queues, root / "logs" / "worker.log")
+            self.worker = start_worker_process(config_path, queues, worker_log_path(self.settings))
             self.listener = ListenerRole(self.settings)
         except BaseException:
             self.stop()

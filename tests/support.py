@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from service.config import NodeSettings
+    from service.runtime import AllInOneNode
+
+#: The e2e ``node_factory`` fixture: ``make(destination_port, **sections)`` starts a node.
+NodeFactory = Callable[..., tuple["AllInOneNode", "NodeSettings"]]
 
 
 def free_port() -> int:
@@ -16,13 +23,10 @@ def free_port() -> int:
 
 
 def wait_for(predicate: Callable[[], object], timeout_s: float, interval_s: float = 0.05) -> bool:
-    """Poll until true or the bounded timeout passes."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
+    """Poll until true or the bounded timeout passes (the node's own bounded wait)."""
+    from service.runtime import wait_until
+
+    return wait_until(predicate, timeout_s, interval_s)
 
 
 def port_open(port: int) -> bool:

@@ -13,7 +13,6 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 
 from highdicom.sr import CodedConcept
 from pydicom.dataset import Dataset
@@ -21,7 +20,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import UID
 
-from service.dicom.provenance import PROJECT_MANUFACTURER, AlgorithmIdentity
+from service.dicom.provenance import PROJECT_MANUFACTURER, AlgorithmIdentity, node_version
 
 __all__ = [
     "ACQUISITION_EQUIPMENT",
@@ -127,13 +126,6 @@ def derivation_description(
     return text[:_ST_MAX]
 
 
-def _node_version() -> str:
-    try:
-        return version("unipet-node")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def _software_versions(algorithm: AlgorithmIdentity) -> list[str]:
     """SoftwareVersions values, each within the LO limit of 64 characters.
 
@@ -235,7 +227,7 @@ def derived_header(source: Dataset, sop_instance_uid: UID, context: DerivationCo
     # General Equipment: the node made this instance
     ds.Manufacturer = PROJECT_MANUFACTURER
     ds.ManufacturerModelName = NODE_MODEL_NAME
-    ds.SoftwareVersions = _node_version()
+    ds.SoftwareVersions = node_version()
     # General Image / PET Image
     ds.ImageType = [*IMAGE_TYPE_DERIVED, *list(source.get("ImageType") or [])[2:]]
     ds.ContentDate, ds.ContentTime = date, time

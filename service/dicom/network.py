@@ -1,8 +1,8 @@
 """Socket and TLS set-up shared by every DICOM connection the node opens or accepts.
 
 One place for what both directions need: Nagle switched off (DIMSE's small PDUs otherwise
-wait for delayed ACKs, about 20 instances/s) and TLS contexts for DICOM TLS (PS3.15 B.1,
-TLS 1.2 or later only).
+wait for delayed ACKs, about 20 instances/s), TLS contexts for DICOM TLS (PS3.15 B.1,
+TLS 1.2 or later only), and where to connect to reach one of the node's own servers.
 """
 
 from __future__ import annotations
@@ -15,6 +15,20 @@ if TYPE_CHECKING:
     from pynetdicom.events import Event
 
     from service.config import TlsSettings
+
+
+#: Bind addresses that mean "every interface of this host"; nothing can connect to them.
+WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::"})
+LOOPBACK = "127.0.0.1"
+
+
+def connect_host(bind_address: str) -> str:
+    """The host to connect to for a server bound to ``bind_address`` on this host.
+
+    A wildcard bind is reached on IPv4 loopback (a dual-stack ``::`` socket accepts it too);
+    any other address, such as compose's service name ``listener``, is used as it is.
+    """
+    return LOOPBACK if bind_address in WILDCARD_ADDRESSES else bind_address
 
 
 def set_tcp_nodelay(sock: socket.socket) -> None:

@@ -1,18 +1,32 @@
 """Who made a derived series: the algorithm identity written into DICOM provenance.
 
-The node's output must name the algorithm, its version and a hash of its weights (DESIGN.md
-section 3, IHE AI Results style Contributing Equipment). This is the one place that identity
-lives; ``service/inference.py`` fills it, ``service/writer.py`` and ``service/report.py`` read it.
+The node's output must name the algorithm, its version and a hash of its weights (IHE AI
+Results style Contributing Equipment, PS3.3 C.7.5.1.1.1). This is the one place that identity
+lives; ``service/pipeline/inference.py`` fills it, ``service/dicom/derived.py`` and
+``service/dicom/writer.py`` read it. The node's own version, written as the derived series'
+Software Versions, is read here too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 
 from pydicom.uid import UID, generate_uid
 
 PROJECT_MANUFACTURER = "UniPET DICOM node project"
+
+#: Package whose installed version is the node's version.
+DISTRIBUTION = "unipet-node"
+
+
+def node_version() -> str:
+    """The installed version of the node, or "unknown" when run from an uninstalled tree."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Which received instances the node denoises, ignores, or refuses, from the header alone.
 
-DESIGN.md section 3: only original, attenuation-corrected PET in Bq/ml is denoised. Anything
+Only original, attenuation-corrected PET in Bq/ml is denoised. Anything
 that is not PET for us (CT, secondary captures, MIPs, localizers, and above all the node's
 own output, so that routing loops are impossible) is IGNORED: not an error, nothing to
 report. PET that we cannot process honestly is REJECTED with a reason the operator can read.

@@ -4,8 +4,8 @@ The self-test and the demo need realistic input without patient data: the same p
 full dose and at each dose reduction factor (DRF), as PET Image Storage instances with the
 headers a scanner writes (PS3.3 A.21 PET Image IOD: PET Series C.8.9.1, PET Isotope C.8.9.2,
 PET Image C.8.9.4). The study object comes from ``model.simulate``; this module only relies on
-its attributes (``SimulatedStudyLike``) because the service never imports the model
-(DESIGN.md section 2).
+its attributes (``SimulatedStudyLike``) because only ``service/pipeline/inference.py`` imports
+the model (docs/architecture.md).
 
 Dose reduction in the simulation thins counts of the same injection, so every series carries
 the same injected dose and times; only the noise differs, and the SUV factor of every series

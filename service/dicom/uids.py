@@ -1,8 +1,8 @@
 """DICOM UID checks and deterministic UIDs for what the node derives.
 
 Received UIDs become directory and file names in the spool, so a UID is checked against the
-DICOM syntax before it touches the file system: that check is the path-traversal guard
-(DESIGN.md section 4). Output UIDs are derived from their inputs, so running the same input
+DICOM syntax (PS3.5 9.1) before it touches the file system: that check is the
+path-traversal guard. Output UIDs are derived from their inputs, so running the same input
 through the same algorithm twice gives the same UIDs and a PACS never holds a duplicate.
 """
 

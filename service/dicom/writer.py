@@ -1,6 +1,6 @@
 """Write the denoised volume as a new, honestly labelled DERIVED PET series.
 
-DESIGN.md section 3 is the contract: same study, patient and Frame of Reference; new series
+The contract: same study, patient and Frame of Reference; new series
 and instance UIDs derived from the input and the algorithm, so a re-run re-sends identical
 UIDs; derived-image semantics (PS3.3 C.12.4 General Reference Module: Derivation Code and
 per-slice Source Image references); provenance in the IHE AI Results style (PS3.3 C.12.1
@@ -248,7 +248,7 @@ def write_derived_series(
             shutil.rmtree(staging)
     log.info(
         "derived_series_written",
-        series_uid=series_uid,
+        output_series_uid=series_uid,
         source_series_uid=source_series_uid,
         instances=len(sop_uids),
         clipped=clipped,

@@ -12,12 +12,12 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from functools import cache
 from pathlib import Path
 from subprocess import Popen
 
 from service.errors import NodeError
+from service.runtime import wait_until
 
 _CANDIDATE_DIRS = ("/usr/bin", "/usr/local/bin", "/opt/dcmtk/bin")
 
@@ -75,11 +75,8 @@ def start_storescp(folder: Path, port: int, ae_title: str, timeout_s: float = 15
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _listening(port):
-            return process
-        time.sleep(0.05)
+    if wait_until(lambda: _listening(port), timeout_s, interval_s=0.05):
+        return process
     process.kill()
     process.wait(timeout=10)
     raise NodeError(f"storescp did not start on port {port}")

@@ -29,7 +29,7 @@ from service.ops.dcmtk import start_storescp, storescu
 from service.pipeline.inference import simulate_study
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
-from service.runtime import AllInOneNode, stop_process, wait_until
+from service.runtime import AllInOneNode, stop_process, wait_until, worker_log_path
 
 PACS_AE_TITLE = "DEMOPACS"
 SCANNER_AE_TITLE = "DEMOSCANNER"
@@ -53,6 +53,11 @@ class DemoResult:
     instances_at_pacs: int
     timings_s: dict[str, float]
     workdir: Path
+
+
+def node_log_path(workdir: Path) -> Path:
+    """Where the demo's node process writes its log events (the worker: ``worker_log_path``)."""
+    return workdir / "logs" / "node.log"
 
 
 def demo_settings(workdir: Path, pacs_port: int) -> NodeSettings:
@@ -216,4 +221,6 @@ def _print_result(
     table.add_row("simulated study", str(result.workdir / "study"))
     table.add_row("node spool and state", str(settings.spool.path))
     table.add_row("metrics scraped from /metrics", str(result.workdir / "metrics-scrape.txt"))
+    table.add_row("node log (listener, dispatcher)", str(node_log_path(result.workdir)))
+    table.add_row("worker log", str(worker_log_path(settings)))
     console.print(table)

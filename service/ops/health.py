@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service import metrics
 from service.config import NodeSettings
+from service.dicom.network import connect_host
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
@@ -34,7 +35,8 @@ from service.pipeline.store import StateStore
 __all__ = ["CheckResult", "HealthChecker", "listener_probe_address"]
 
 PROBE_TIMEOUT_S = 1.0
-_WILDCARD_ADDRESSES = {"", "0.0.0.0", "::"}
+#: How long check results are reused (see the module docstring).
+DEFAULT_CACHE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,7 @@ def listener_probe_address(settings: NodeSettings) -> tuple[str, int]:
     A wildcard bind address means "this host": probe loopback. Compose gives the web
     container ``listener.bind_address: listener`` (the listener's service name) instead.
     """
-    host = settings.listener.bind_address
-    if host in _WILDCARD_ADDRESSES:
-        host = "127.0.0.1"
-    return host, settings.listener.port
+    return connect_host(settings.listener.bind_address), settings.listener.port
 
 
 def _gib(size_bytes: int) -> str:
@@ -74,7 +73,7 @@ class HealthChecker:
         settings: NodeSettings,
         spool: Spool,
         state: StateStore,
-        cache_s: float = 3.0,
+        cache_s: float = DEFAULT_CACHE_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings

@@ -17,6 +17,7 @@ from pydicom import dcmread
 from pynetdicom import AE
 
 from service.config import NodeSettings, PeerSettings, SenderSettings
+from service.dicom.network import connect_host
 from service.dicom.sender import send_files
 from service.dicom.synthetic import write_simulated_study
 from service.errors import NodeError
@@ -40,11 +41,7 @@ class SelftestResult:
 def _echo(settings: NodeSettings) -> bool:
     ae = AE(ae_title=SELFTEST_AE_TITLE)
     ae.add_requested_context(VERIFICATION_SOP_CLASS)
-    host = (
-        "127.0.0.1"
-        if settings.listener.bind_address in {"0.0.0.0", ""}
-        else settings.listener.bind_address
-    )
+    host = connect_host(settings.listener.bind_address)
     assoc = ae.associate(host, settings.listener.port, ae_title=settings.listener.ae_title)
     if not assoc.is_established:
         return False
@@ -62,11 +59,7 @@ def run_selftest(settings: NodeSettings, timeout_s: float) -> SelftestResult:
         written = write_simulated_study(study, Path(tmp))
         paths = written["drf20"]
         series_uid = str(dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
-        host = (
-            "127.0.0.1"
-            if settings.listener.bind_address in {"0.0.0.0", ""}
-            else settings.listener.bind_address
-        )
+        host = connect_host(settings.listener.bind_address)
         started = time.monotonic()
         try:
             send_files(

@@ -1,7 +1,7 @@
 """HTML of the read-only status page: counts, health, last processed series, dead letters.
 
-What the page may show is fixed by DESIGN.md section 4: UIDs, AE titles, states, reasons our
-own code wrote, and numbers. It never shows SeriesDescription or any other header text a
+What the page may show is fixed: UIDs, AE titles, states, reasons our own code wrote, and
+numbers. It never shows SeriesDescription or any other header text a
 scanner filled in, since those fields can carry patient data. Every value goes through
 ``html.escape`` on its way into the page, including our own reason strings (an error message
 may quote a value a peer sent).

@@ -3,7 +3,7 @@
 A stdlib ``ThreadingHTTPServer`` in a daemon thread: the page is a handful of SQL reads and
 two cached PNGs, so a web framework would add a dependency and nothing else. Only GET and HEAD
 exist; every other method gets 405, so nothing reachable over HTTP can change node state
-(DESIGN.md section 4: the status page is read-only).
+(the status page is read-only; operator actions go through the command line).
 
 Routes:
 
@@ -33,9 +33,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service import metrics
 from service.config import NodeSettings
+from service.dicom.network import connect_host
 from service.dicom.uids import validate_uid
 from service.errors import InvalidUidError, PetHeaderError, SeriesNotFoundError
-from service.ops.health import CheckResult, HealthChecker
+from service.ops.health import DEFAULT_CACHE_S, CheckResult, HealthChecker
 from service.ops.operator import status_report
 from service.ops.status_page import render_status_page
 from service.ops.thumbnails import ThumbnailCache
@@ -80,11 +81,11 @@ def _checks_response(results: list[CheckResult]) -> _Response:
 class _App:
     """Routing and the objects the routes read; shared by all request threads."""
 
-    def __init__(self, settings: NodeSettings) -> None:
+    def __init__(self, settings: NodeSettings, health_cache_s: float) -> None:
         self.settings = settings
         self.spool = Spool(settings.spool.path)
         self.state = StateStore(settings.database_url)
-        self.checker = HealthChecker(settings, self.spool, self.state)
+        self.checker = HealthChecker(settings, self.spool, self.state, cache_s=health_cache_s)
         self.thumbnails = ThumbnailCache(self.spool, self.state)
         self.stylesheet = files("service.ops").joinpath("static/status.css").read_bytes()
 
@@ -198,8 +199,8 @@ class _Handler(BaseHTTPRequestHandler):
 class WebServer:
     """A running web server; ``port`` is the bound port (useful when configured as 0)."""
 
-    def __init__(self, settings: NodeSettings) -> None:
-        self._app = _App(settings)
+    def __init__(self, settings: NodeSettings, health_cache_s: float = DEFAULT_CACHE_S) -> None:
+        self._app = _App(settings, health_cache_s)
         try:
             self._httpd = _Server((settings.web.bind_address, settings.web.port), self._app)
         except OSError:
@@ -214,8 +215,7 @@ class WebServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8080``."""
-        host = "127.0.0.1" if self.host in {"", "0.0.0.0"} else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{connect_host(self.host)}:{self.port}"
 
     def start(self) -> None:
         """Serve in the background thread."""
@@ -230,8 +230,11 @@ class WebServer:
         self._app.close()
 
 
-def start_web(settings: NodeSettings) -> WebServer:
-    """Start the status page and probe endpoints in a background thread and return at once."""
-    server = WebServer(settings)
+def start_web(settings: NodeSettings, health_cache_s: float = DEFAULT_CACHE_S) -> WebServer:
+    """Start the status page and probe endpoints in a background thread and return at once.
+
+    ``health_cache_s``: how long ``/healthz`` and ``/readyz`` reuse a check result.
+    """
+    server = WebServer(settings, health_cache_s)
     server.start()
     return server

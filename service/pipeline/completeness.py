@@ -1,4 +1,4 @@
-"""When is a received series complete, and why (DESIGN.md section 3, in this order).
+"""When is a received series complete, and why (the rules below, in this order).
 
 1. ``count``: the number of distinct instances equals NumberOfSlices x NumberOfTimeSlots;
 2. ``quiet``: no new instance for the quiet period (per calling AE) and the slice positions

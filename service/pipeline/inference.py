@@ -1,4 +1,4 @@
-"""The one door between the DICOM node and the model package (DESIGN.md section 2).
+"""The one door between the DICOM node and the model package (docs/architecture.md).
 
 Everything the node needs from ``model/`` comes through here: a ``Denoiser`` that takes a
 (z, y, x) volume in Bq/ml and returns one, with the ``AlgorithmIdentity`` that the writer puts
@@ -6,8 +6,10 @@ into the DICOM provenance; and the PET simulation behind ``unipet-node simulate`
 module in ``service/`` imports ``model``.
 
 Backends: ``gaussian`` is the classical post-filter, labelled as exactly that (never as
-UniPET). ``unipet`` needs trained weights; ``auto`` takes UniPET when its weights are present
-and the Gaussian filter otherwise, and says which in the provenance.
+UniPET). ``unipet`` needs trained weights: the package ships UniPET 1.0.0 in model/weights
+(``unipet-1.0.0.safetensors`` with its model card), or ``model.weights`` names another file.
+``auto`` takes UniPET when weights are configured or shipped and the Gaussian filter otherwise
+(a build without the weights folder), and says which in the provenance.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,8 +30,9 @@ from model import WeightsError
 from model import load_denoiser as load_network
 from model.baselines import gaussian_postfilter
 from model.simulate import simulate_study
+from model.weights_io import sha256_file
 from service.config import ModelSettings
-from service.dicom.provenance import AlgorithmIdentity
+from service.dicom.provenance import AlgorithmIdentity, node_version
 from service.errors import ConfigError, InferenceError
 
 if TYPE_CHECKING:
@@ -48,14 +50,6 @@ __all__ = [
 ]
 
 log = structlog.stdlib.get_logger(__name__)
-
-
-def node_version() -> str:
-    """Installed version of the node package."""
-    try:
-        return version("unipet-node")
-    except PackageNotFoundError:
-        return "0.0.0"
 
 
 @dataclass(frozen=True)
@@ -136,7 +130,7 @@ class UniPETDenoiser:
 
     def __init__(self, weights: Path, device: str, threads: int | None) -> None:
         try:
-            before = _sha256_file(weights)
+            before = sha256_file(weights)
             self._network = load_network(weights, threads=threads, device=device)
         except (OSError, WeightsError) as exc:
             raise ConfigError(f"model.weights: cannot load {weights}: {exc}") from exc
@@ -175,15 +169,6 @@ class UniPETDenoiser:
         )
 
 
-def _sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _card_version(weights: Path, sha256: str) -> str:
     """Version from the model card beside the weights, once the card vouches for this file.
 
@@ -218,7 +203,7 @@ def _card_version(weights: Path, sha256: str) -> str:
 
 
 def shipped_weights() -> Path | None:
-    """The newest ``unipet-*.safetensors`` in model/weights, or None while none ships."""
+    """The newest ``unipet-*.safetensors`` in model/weights, or None when a build leaves it out."""
     folder = Path(__file__).resolve().parents[2] / "model" / "weights"
     candidates = sorted(folder.glob("unipet-*.safetensors"))
     return candidates[-1] if candidates else None
@@ -239,8 +224,8 @@ def load_denoiser(settings: ModelSettings) -> Denoiser:
     if weights is None:
         if settings.backend == "unipet":
             raise ConfigError(
-                "model.backend: 'unipet' needs trained weights (model.weights), and this build "
-                "ships none yet; use 'auto' or 'gaussian'"
+                "model.backend: 'unipet' needs trained weights, and none are configured "
+                "(model.weights) or shipped in model/weights; use 'auto' or 'gaussian'"
             )
         log.info("denoiser_backend", backend="gaussian", reason="no trained UniPET weights")
         return GaussianDenoiser(settings.gaussian_fwhm_mm)

@@ -1,8 +1,8 @@
 """The DICOM listener: C-ECHO and C-STORE SCP (PS3.4 Annex A and B).
 
-The C-STORE handler does as little as possible (DESIGN.md section 4): admission checks,
-parse the header, validate UIDs, durable spool write, one state-database row, answer. It never
-decodes pixels or runs the model. Every refusal is a ``RefusedInstanceError`` mapped to its
+The C-STORE handler does as little as possible (docs/architecture.md, "Data flow"): admission
+checks, parse the header, validate UIDs, durable spool write, one state-database row, answer.
+It never decodes pixels or runs the model. Every refusal is a ``RefusedInstanceError`` mapped to its
 DICOM status in exactly one place (``StoreHandler.handle_store``), and its bytes are
 quarantined with the reason, so nothing refused is lost.
 """
@@ -37,6 +37,7 @@ from service.errors import (
     SpoolFullError,
     UndecodableDatasetError,
 )
+from service.logs import bind_association
 from service.pipeline.admission import (
     ASSOCIATION_REFUSAL_REASONS,
     AdmissionPolicy,
@@ -174,6 +175,14 @@ class StoreHandler:
         return status
 
 
+def on_association_requested(event: Event) -> None:
+    """EVT_REQUESTED: label this association's log events with its peer (no PHI: AE, host)."""
+    request = event.assoc.requestor.primitive
+    calling_aet = str(request.calling_ae_title).strip() if request is not None else ""
+    bind_association(calling_aet, event.assoc.requestor.address)
+    log.info("association_requested", called_aet=str(event.assoc.acceptor.ae_title).strip())
+
+
 def _expected_count(ds: Dataset) -> int | None:
     try:
         return pet.expected_instance_count(ds)
@@ -221,6 +230,7 @@ def start_listener(
     )
     handlers: list[EventHandlerType] = [
         (evt.EVT_CONN_OPEN, install_admission, [policy]),
+        (evt.EVT_REQUESTED, on_association_requested),
         (evt.EVT_C_ECHO, handler.handle_echo),
         (evt.EVT_C_STORE, handler.handle_store),
     ]

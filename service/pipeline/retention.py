@@ -1,6 +1,6 @@
 """Retention: delete spool files of finished series once the retention period has passed.
 
-DESIGN.md section 1: nothing is deleted before DONE plus the retention period. Only series
+Nothing is deleted before DONE plus the retention period. Only series
 that need nobody's attention are purged: DONE (delivered) and IGNORED (not for us). REJECTED,
 FAILED and DEAD series keep their files until an operator acts, and quarantined files are
 never deleted automatically (they are evidence for the sender's vendor). Database rows and

@@ -1,4 +1,4 @@
-"""The series state machine (DESIGN.md section 1): states and the transitions allowed.
+"""The series state machine (docs/architecture.md): states and the transitions allowed.
 
 Kept apart from the database code so it can be read, and property-tested, on its own.
 """

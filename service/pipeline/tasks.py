@@ -1,13 +1,14 @@
 """Celery app and the two tasks: ``denoise_series`` and ``send_series``.
 
-Tasks are thin: they call ``service.pipeline.jobs`` and turn its exceptions into the retry policy
-of DESIGN.md section 4: transient errors are retried with exponential backoff (state FAILED,
-with the error and the next try time visible), then the series goes DEAD (visible in
+Tasks are thin: they call ``service.pipeline.jobs`` and turn its exceptions into the retry
+policy (docs/architecture.md, "Retries"): transient errors are retried with exponential backoff
+(state FAILED, with the error and the next try time visible), then the series goes DEAD (visible in
 ``unipet-node status``, metrics and the status page; ``dead-letter replay`` puts it back).
 Errors that a retry cannot fix (a broken PET header) go DEAD at once. ``acks_late`` plus
 ``reject_on_worker_lost`` and the state-database leases mean a killed worker loses nothing.
 
-Messages carry only the series UID: never pixel data or patient identifiers.
+Messages carry only the series UID: never pixel data or patient identifiers. Each task binds
+that UID to its log context, so every event of the job (ours and the libraries') carries it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from service import metrics
 from service.config import NodeSettings
 from service.errors import InferenceError, InvalidTransitionError, PetHeaderError, SendError
+from service.logs import bind_series
 from service.pipeline.jobs import deliver, denoise
 from service.pipeline.states import SeriesState
 from service.pipeline.worker_context import get_context, reset_process_resources
@@ -85,7 +87,12 @@ def _after_fork(**_kwargs: Any) -> None:
 
 
 def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
-    """Exponential backoff with full jitter: attempt 1 waits up to base, then doubles, capped."""
+    """Exponential backoff with equal jitter: between half and all of the ceiling.
+
+    The ceiling is ``base_s`` for attempt 1 and doubles with each attempt up to ``cap_s``;
+    keeping the lower half fixed means a retry never comes almost at once, while the random
+    upper half spreads the retries of series that failed together.
+    """
     ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
     return random.uniform(ceiling / 2, ceiling)
 
@@ -135,11 +142,12 @@ def _fail_or_die(
 def denoise_series(self: Task, series_uid: str) -> dict[str, object]:
     """Denoise one complete series and, once written, queue its delivery."""
     ctx = get_context()
-    try:
-        outcome = denoise(ctx, series_uid)
-    except (*TRANSIENT_ERRORS, *PERMANENT_ERRORS) as exc:
-        _fail_or_die(self, series_uid, "denoise", exc, ctx.settings.queue.denoise_max_retries)
-        return {"series_uid": series_uid, "done": False, "detail": "dead"}
+    with bind_series(series_uid):
+        try:
+            outcome = denoise(ctx, series_uid)
+        except (*TRANSIENT_ERRORS, *PERMANENT_ERRORS) as exc:
+            _fail_or_die(self, series_uid, "denoise", exc, ctx.settings.queue.denoise_max_retries)
+            return {"series_uid": series_uid, "done": False, "detail": "dead"}
     if outcome.done:
         send_series.apply_async(args=[series_uid], queue=ctx.settings.queue.send_queue)
     return outcome.as_dict()
@@ -149,11 +157,12 @@ def denoise_series(self: Task, series_uid: str) -> dict[str, object]:
 def send_series(self: Task, series_uid: str) -> dict[str, object]:
     """Deliver one written series to every destination still missing it."""
     ctx = get_context()
-    try:
-        outcome = deliver(ctx, series_uid)
-    except (*TRANSIENT_ERRORS, *PERMANENT_ERRORS) as exc:
-        _fail_or_die(self, series_uid, "send", exc, ctx.settings.queue.send_max_retries)
-        return {"series_uid": series_uid, "done": False, "detail": "dead"}
+    with bind_series(series_uid):
+        try:
+            outcome = deliver(ctx, series_uid)
+        except (*TRANSIENT_ERRORS, *PERMANENT_ERRORS) as exc:
+            _fail_or_die(self, series_uid, "send", exc, ctx.settings.queue.send_max_retries)
+            return {"series_uid": series_uid, "done": False, "detail": "dead"}
     return outcome.as_dict()
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import NodeFactory
 
 from service.config import NodeSettings, load_settings
 from service.runtime import AllInOneNode
 
-NodeFactory = Callable[..., tuple[AllInOneNode, NodeSettings]]
+SettingsFactory = Callable[..., NodeSettings]
 
 
 def node_settings(
@@ -45,6 +46,16 @@ def node_settings(
         else:
             defaults[name] = values
     return load_settings(**defaults)
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path, redis_url: str) -> SettingsFactory:
+    """Test settings for a node that a test starts itself (e.g. ``unipet-node serve``)."""
+
+    def make(destination_port: int, **sections: Any) -> NodeSettings:
+        return node_settings(tmp_path, redis_url, destination_port, **sections)
+
+    return make
 
 
 @pytest.fixture

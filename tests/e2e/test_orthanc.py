@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from pydicom import dcmread
-from support import free_port, wait_for
+from support import NodeFactory, free_port, wait_for
 from test_pipeline import series_uid_of, storescu, wait_state
 
 from service.dicom import pet
@@ -59,7 +59,7 @@ class Orthanc:
 
     def _alive(self) -> bool:
         try:
-            return self.get("/system")["DicomAet"] == ORTHANC_AET
+            return bool(self.get("/system")["DicomAet"] == ORTHANC_AET)
         except OSError:
             return False
 
@@ -92,9 +92,9 @@ def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
 
 
 def test_derived_series_arrives_in_orthanc_with_its_tags(
-    node_factory,
+    node_factory: NodeFactory,
     orthanc: Orthanc,
-    study_copy: Path,  # type: ignore[no-untyped-def]
+    study_copy: Path,
 ) -> None:
     _node, settings = node_factory(
         orthanc.dicom_port,

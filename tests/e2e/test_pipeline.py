@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from support import DcmtkPacs, free_port, wait_for
+from support import DcmtkPacs, NodeFactory, free_port, wait_for
 
 from service.dicom import pet
 from service.errors import SeriesNotFoundError
@@ -52,7 +52,7 @@ def wait_state(
 
 
 def test_low_dose_series_comes_back_as_labelled_derived_series(
-    node_factory, pacs: DcmtkPacs, study_copy: Path
+    node_factory: NodeFactory, pacs: DcmtkPacs, study_copy: Path
 ) -> None:
     _node, settings = node_factory(pacs.port)
     # The node's default backend: UniPET from the shipped weights (the Gaussian filter only
@@ -110,7 +110,7 @@ def test_low_dose_series_comes_back_as_labelled_derived_series(
 
 
 def test_series_sent_twice_gives_one_output_series_with_the_same_uids(
-    node_factory, pacs: DcmtkPacs, study_copy: Path
+    node_factory: NodeFactory, pacs: DcmtkPacs, study_copy: Path
 ) -> None:
     _node, settings = node_factory(pacs.port)
     folder = study_copy / "drf20"
@@ -132,7 +132,7 @@ def test_series_sent_twice_gives_one_output_series_with_the_same_uids(
 
 
 def test_worker_killed_mid_job_is_resumed_after_restart(
-    node_factory, pacs: DcmtkPacs, study_copy: Path
+    node_factory: NodeFactory, pacs: DcmtkPacs, study_copy: Path
 ) -> None:
     node, settings = node_factory(pacs.port, queue={"job_lease_s": 3.0})
     folder = study_copy / "drf20"
@@ -168,7 +168,7 @@ def _worker_ready(settings) -> bool:  # type: ignore[no-untyped-def]
 
 
 def test_destination_down_goes_dead_and_replay_delivers(
-    node_factory, tmp_path: Path, study_copy: Path
+    node_factory: NodeFactory, tmp_path: Path, study_copy: Path
 ) -> None:
     down_port = free_port()
     _node, settings = node_factory(down_port, queue={"send_max_retries": 1})
@@ -205,7 +205,7 @@ def test_destination_down_goes_dead_and_replay_delivers(
 
 
 def test_listener_restart_keeps_a_half_received_series(
-    node_factory, pacs: DcmtkPacs, study_copy: Path
+    node_factory: NodeFactory, pacs: DcmtkPacs, study_copy: Path
 ) -> None:
     node, settings = node_factory(pacs.port, completeness={"quiet_period_s": 60.0})
     folder = study_copy / "drf20"
@@ -229,7 +229,7 @@ def test_listener_restart_keeps_a_half_received_series(
 
 
 def test_two_workers_share_the_queue_and_never_process_a_series_twice(
-    node_factory, pacs: DcmtkPacs, study_copy: Path
+    node_factory: NodeFactory, pacs: DcmtkPacs, study_copy: Path
 ) -> None:
     _node, settings = node_factory(pacs.port)
     config = write_effective_config(settings, settings.spool.path / "second-worker.yaml")

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service import metrics
 
-#: DESIGN.md section 5, verbatim.
-DESIGN_METRICS = {
+#: The metric names and labels dashboards and alerts depend on (docs/deployment.md, "Metrics").
+PUBLISHED_METRICS = {
     "unipet_instances_received_total": {"calling_aet"},
     "unipet_instances_rejected_total": {"reason"},
     "unipet_series_completed_total": {"reason"},
@@ -44,7 +44,7 @@ def _families() -> dict[str, set[str]]:
 
 def test_every_design_metric_exists_with_its_labels() -> None:
     families = _families()
-    for name, labels in DESIGN_METRICS.items():
+    for name, labels in PUBLISHED_METRICS.items():
         assert families.get(name) == labels, name
         assert name in metrics.METRIC_NAMES or f"{name}_count" in metrics.METRIC_NAMES
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from test_net_unipet import _perturbed  # type: ignore[import-not-found]
+from test_net_unipet import _perturbed
 
 from model.losses import style_consistency_loss
 from model.networks import NetworkConfig, StyleInput, StylePooling, UniPETNet

@@ -23,7 +23,7 @@ def study() -> SimulatedStudy:
 
 def _arrays(s: SimulatedStudy) -> dict[str, np.ndarray]:
     """Every array of a study by name."""
-    out = {
+    out: dict[str, np.ndarray] = {
         "full": s.full_dose_bqml,
         "truth": s.truth_bqml,
         "organs": s.organ_labels,

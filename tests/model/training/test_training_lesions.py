@@ -81,7 +81,7 @@ def test_style_path_gets_its_own_learning_rate() -> None:
     backbone, style = generator_param_groups(net, 1e-3, 10.0)
     style_ids = {id(p) for p in style["params"]}  # type: ignore[attr-defined]
     assert style["lr"] == pytest.approx(1e-2) and backbone["lr"] == pytest.approx(1e-3)
-    assert id(net.enc1.conv1.affine.weight) in style_ids
+    assert id(net.get_submodule("enc1.conv1.affine").weight) in style_ids
     assert id(net.head.weight) not in style_ids
     assert all(id(p) in style_ids for p in net.style.parameters())  # type: ignore[union-attr]
 
@@ -110,7 +110,10 @@ def _small_config(**overrides: object) -> TrainConfig:
     """The training tests' tiny config with 16-pixel patches, stage 1 only; its out_dir is
     never written (these tests drive a Trainer, not ``train``)."""
     settings: dict[str, object] = {"batch_size": 2, "patch_size": 16, "stage1_steps": 4}
-    return _config(Path("run-not-written"), **{**settings, "stage2_steps": 0, **overrides})
+    config: TrainConfig = _config(
+        Path("run-not-written"), **{**settings, "stage2_steps": 0, **overrides}
+    )
+    return config
 
 
 def test_init_weights_start_from_a_trained_file(tmp_path: Path) -> None:

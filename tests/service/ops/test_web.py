@@ -219,13 +219,12 @@ def test_healthz_reports_spool_above_watermark(tmp_path: Path) -> None:
 
 def test_readyz_follows_the_listener(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    server = start_web(settings)
+    server = start_web(settings, health_cache_s=0.0)
     try:
         closed = json.loads(fetch(server.url + "/readyz")[2])
         spool, state = Spool(settings.spool.path), StateStore(settings.database_url)
         listener = start_listener(settings, spool, state)
         try:
-            time.sleep(3.1)  # the readiness result is cached for 3 s
             status, _, body = fetch(server.url + "/readyz")
         finally:
             listener.shutdown()
@@ -261,15 +260,14 @@ def _start_node_worker(settings: NodeSettings, tmp_path: Path) -> subprocess.Pop
 
 def test_healthz_ok_with_broker_spool_and_a_real_worker(tmp_path: Path, redis_url: str) -> None:
     settings = make_settings(tmp_path, broker_url=redis_url)
-    server = start_web(settings)
+    server = start_web(settings, health_cache_s=0.0)
     worker = _start_node_worker(settings, tmp_path)
     try:
 
         def healthy() -> bool:
-            time.sleep(3.0)  # let the 3 s result cache expire between probes
             return fetch(server.url + "/healthz")[0] == 200
 
-        assert wait_for(healthy, 90.0, interval_s=0.0), "no worker answered the ping"
+        assert wait_for(healthy, 90.0, interval_s=0.5), "no worker answered the ping"
         report = json.loads(fetch(server.url + "/healthz")[2])
         metrics_text = fetch(server.url + "/metrics")[2].decode()
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -66,8 +68,8 @@ def test_duplicate_positions_are_a_problem() -> None:
     order=st.randoms(use_true_random=False),
 )
 def test_any_regular_stack_in_any_arrival_order_is_contiguous(
-    n: int, step: float, start: float, order
-) -> None:  # type: ignore[no-untyped-def]
+    n: int, step: float, start: float, order: random.Random
+) -> None:
     stack: list[float | None] = [start + i * step for i in range(n)]
     order.shuffle(stack)
     assert contiguity_problem(stack, 0.25) is None

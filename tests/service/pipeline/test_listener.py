@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from pydicom import dcmread
+from pydicom import Dataset, dcmread
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
-from pynetdicom.sop_class import (
+from pynetdicom.association import Association
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at import
     CTImageStorage,
     PositronEmissionTomographyImageStorage,
     Verification,
@@ -18,6 +19,7 @@ from pynetdicom.sop_class import (
 from support import free_port, wait_for
 
 from service.config import NodeSettings, load_settings
+from service.errors import SeriesNotFoundError
 from service.pipeline.listener import start_listener
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
@@ -41,8 +43,11 @@ class Node:
         self.state.close()
 
 
+MakeNode = Callable[..., Node]
+
+
 @pytest.fixture
-def make_node(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+def make_node(tmp_path: Path) -> Iterator[MakeNode]:
     nodes: list[Node] = []
 
     def make(
@@ -69,7 +74,9 @@ def make_node(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
         node.stop()
 
 
-def associate(port: int, calling_aet: str = "SCANNER", contexts: tuple[str, ...] = (PET,)):  # type: ignore[no-untyped-def]
+def associate(
+    port: int, calling_aet: str = "SCANNER", contexts: tuple[str, ...] = (PET,)
+) -> Association:
     ae = AE(ae_title=calling_aet)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
     for context in (*contexts, Verification):
@@ -94,7 +101,7 @@ def first_file(study_copy: Path, series: str = "drf20") -> Path:
     return sorted((study_copy / series).glob("*.dcm"))[0]
 
 
-def test_echo_answers_success(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_echo_answers_success(make_node: MakeNode) -> None:
     node = make_node()
     assoc = associate(node.port)
     assert assoc.is_established
@@ -102,7 +109,7 @@ def test_echo_answers_success(make_node) -> None:  # type: ignore[no-untyped-def
     assoc.release()
 
 
-def test_store_writes_spool_and_state(make_node, study_copy: Path) -> None:  # type: ignore[no-untyped-def]
+def test_store_writes_spool_and_state(make_node: MakeNode, study_copy: Path) -> None:
     node = make_node()
     path = first_file(study_copy)
     ds = dcmread(path)
@@ -119,7 +126,7 @@ def test_store_writes_spool_and_state(make_node, study_copy: Path) -> None:  # t
     assert stored.PixelData == ds.PixelData
 
 
-def test_unknown_calling_ae_is_rejected(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_calling_ae_is_rejected(make_node: MakeNode) -> None:
     node = make_node(allowed_calling_aets=["SCANNER"])
     refused = associate(node.port, calling_aet="INTRUDER")
     assert refused.is_rejected
@@ -128,7 +135,7 @@ def test_unknown_calling_ae_is_rejected(make_node) -> None:  # type: ignore[no-u
     accepted.release()
 
 
-def test_calling_ae_from_wrong_host_is_rejected(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_calling_ae_from_wrong_host_is_rejected(make_node: MakeNode) -> None:
     node = make_node(allowed_hosts_by_aet={"SCANNER": ["10.1.2.3"]})
     assert associate(node.port, calling_aet="SCANNER").is_rejected
     other = associate(node.port, calling_aet="OTHER")
@@ -136,7 +143,7 @@ def test_calling_ae_from_wrong_host_is_rejected(make_node) -> None:  # type: ign
     other.release()
 
 
-def test_association_cap_per_calling_ae(make_node) -> None:  # type: ignore[no-untyped-def]
+def test_association_cap_per_calling_ae(make_node: MakeNode) -> None:
     node = make_node(max_associations_per_aet=1)
     first = associate(node.port)
     assert first.is_established
@@ -150,7 +157,7 @@ def test_association_cap_per_calling_ae(make_node) -> None:  # type: ignore[no-u
     again.release()
 
 
-def store_one(node: Node, item: object, contexts: tuple[str, ...] = (PET,)) -> int:
+def store_one(node: Node, item: Dataset | Path, contexts: tuple[str, ...] = (PET,)) -> int:
     """One C-STORE of a dataset or file over a fresh association; returns the status."""
     assoc = associate(node.port, contexts=contexts)
     status = assoc.send_c_store(item)
@@ -163,10 +170,10 @@ def _quarantine_reasons(node: Node) -> list[str]:
 
 
 def test_garbage_dataset_gets_failure_status_and_is_quarantined(
-    make_node,
+    make_node: MakeNode,
     study_copy: Path,
     tmp_path: Path,
-    raw_file_sending: None,  # type: ignore[no-untyped-def]
+    raw_file_sending: None,
 ) -> None:
     node = make_node()
     source = first_file(study_copy)
@@ -179,15 +186,15 @@ def test_garbage_dataset_gets_failure_status_and_is_quarantined(
     assert store_one(node, garbage) == 0xC210
     assert len(_quarantine_reasons(node)) == 1
     assert _quarantine_reasons(node)[0].startswith("dataset")
-    with pytest.raises(Exception, match="no series"):
+    with pytest.raises(SeriesNotFoundError, match="no series"):
         node.state.get(str(ds.SeriesInstanceUID))
 
 
 def test_truncated_instance_gets_failure_status_and_is_quarantined(
-    make_node,
+    make_node: MakeNode,
     study_copy: Path,
     tmp_path: Path,
-    raw_file_sending: None,  # type: ignore[no-untyped-def]
+    raw_file_sending: None,
 ) -> None:
     node = make_node()
     source = first_file(study_copy)
@@ -201,7 +208,7 @@ def test_truncated_instance_gets_failure_status_and_is_quarantined(
     ] == source.read_bytes()[-600:-500]
 
 
-def test_path_traversal_uid_is_refused(make_node, study_copy: Path) -> None:  # type: ignore[no-untyped-def]
+def test_path_traversal_uid_is_refused(make_node: MakeNode, study_copy: Path) -> None:
     node = make_node()
     ds = dcmread(first_file(study_copy))
     with pytest.warns(UserWarning, match="Invalid value for VR UI"):
@@ -212,10 +219,10 @@ def test_path_traversal_uid_is_refused(make_node, study_copy: Path) -> None:  # 
 
 
 def test_sop_class_mismatch_is_refused(
-    make_node,
+    make_node: MakeNode,
     study_copy: Path,
     tmp_path: Path,
-    raw_file_sending: None,  # type: ignore[no-untyped-def]
+    raw_file_sending: None,
 ) -> None:
     node = make_node()
     ds = dcmread(first_file(study_copy))
@@ -226,14 +233,16 @@ def test_sop_class_mismatch_is_refused(
     assert len(node.spool.quarantined()) == 1
 
 
-def test_spool_above_watermark_answers_out_of_resources(make_node, study_copy: Path) -> None:  # type: ignore[no-untyped-def]
+def test_spool_above_watermark_answers_out_of_resources(
+    make_node: MakeNode, study_copy: Path
+) -> None:
     full = make_node(spool={"min_free_bytes": 1 << 62})  # more than any disk has free
     assert store_one(full, dcmread(first_file(study_copy))) == 0xA700
     assert full.spool.quarantined() == []  # not the sender's fault: nothing kept
     assert not list((full.spool.root / "incoming").rglob("*.dcm"))
 
 
-def test_ct_is_accepted_but_ignored(make_node, study_copy: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ct_is_accepted_but_ignored(make_node: MakeNode, study_copy: Path) -> None:
     node = make_node()
     ds = dcmread(first_file(study_copy))
     ds.SOPClassUID = CTImageStorage
@@ -248,7 +257,9 @@ def test_ct_is_accepted_but_ignored(make_node, study_copy: Path) -> None:  # typ
     assert "CT" in series.state_reason
 
 
-def test_quarantine_record_is_json_with_reason(make_node, study_copy: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_quarantine_record_is_json_with_reason(
+    make_node: MakeNode, study_copy: Path, tmp_path: Path
+) -> None:
     node = make_node()
     ds = dcmread(first_file(study_copy))
     with pytest.warns(UserWarning, match="Invalid value for VR UI"):
@@ -262,7 +273,9 @@ def test_quarantine_record_is_json_with_reason(make_node, study_copy: Path, tmp_
     assert "StudyInstanceUID" in record["reason"]
 
 
-def test_too_many_waiting_series_answers_out_of_resources(make_node, study_copy: Path) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_waiting_series_answers_out_of_resources(
+    make_node: MakeNode, study_copy: Path
+) -> None:
     node = make_node(queue={"max_waiting_series": 1})
     files = sorted((study_copy / "drf20").glob("*.dcm"))
     assoc = associate(node.port)
@@ -276,7 +289,9 @@ def test_too_many_waiting_series_answers_out_of_resources(make_node, study_copy:
     assert node.state.get(uid).received_instances == 1
 
 
-def test_our_own_output_sent_back_is_ignored(make_node, study_copy: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_our_own_output_sent_back_is_ignored(
+    make_node: MakeNode, study_copy: Path, tmp_path: Path
+) -> None:
     from service.dicom.volume import load_pet_volume
     from service.dicom.writer import write_derived_series
     from service.pipeline.inference import GaussianDenoiser

@@ -220,6 +220,17 @@ def send(
     )
 
 
+def _quality_cell(report: dict[str, object] | None) -> str:
+    """One line per series: foci flagged, reference-region noise before and after."""
+    if report is None:
+        return "-"
+    return (
+        f"{report['flagged_foci']}/{report['foci']} foci > {report['change_limit_pct']:g} %; "
+        f"{report['reference_method']} CoV {report['reference_cov_before_pct']:.1f} -> "
+        f"{report['reference_cov_after_pct']:.1f} %"
+    )
+
+
 @app.command()
 def status(
     config: ConfigOption = None,
@@ -230,14 +241,15 @@ def status(
     from service.ops.operator import status_report
     from service.pipeline.store import StateStore
 
-    report = status_report(StateStore(_settings(config).database_url), limit)
+    settings = _settings(config)
+    report = status_report(StateStore(settings.database_url), limit, settings.spool.path)
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
         return
     counts = report["counts"]
     assert isinstance(counts, dict)
     console.print("  ".join(f"{k}={v}" for k, v in counts.items() if v))
-    table = Table("state", "instances", "completeness", "reason / error")
+    table = Table("state", "instances", "completeness", "reason / error", "quality report")
     table.add_column("series UID", overflow="fold")
     for row in report["series"]:  # type: ignore[attr-defined]
         table.add_row(
@@ -245,6 +257,7 @@ def status(
             f"{row['instances']}/{row['expected'] or '?'}",
             row["completeness"],
             row["last_error"] or row["reason"],
+            _quality_cell(row["quality_report"]),
             row["series_uid"],
         )
     console.print(table)
@@ -310,6 +323,13 @@ def demo(
     keep_running: Annotated[
         bool, typer.Option(help="Keep the node and its status page up until Ctrl-C.")
     ] = False,
+    transfer_syntax: Annotated[
+        str,
+        typer.Option(
+            help="Send the study compressed: uncompressed, jpeg-ls, jpeg-ls-near, "
+            "jpeg-lossless, rle or jpeg2000."
+        ),
+    ] = "uncompressed",
 ) -> None:
     """Start a node and a demo PACS, send a simulated low-dose study, show what came back."""
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="unipet-demo-"))).resolve()
@@ -328,6 +348,7 @@ def demo(
             timeout_s=timeout_s,
             console=console,
             hold=_wait_for_signal if keep_running else None,
+            transfer_syntax=transfer_syntax,
         )
     except NodeError as exc:
         err_console.print(f"[red]demo failed[/red]: {exc}")

@@ -69,22 +69,47 @@ class ListenerSettings(_Section):
             _check_ae_title(aet)
 
 
+#: Transfer syntaxes the sender may propose for derived series: uncompressed, or lossless
+#: compression the node can encode from PyPI wheels (JPEG-LS: pyjpegls; JPEG 2000:
+#: pylibjpeg-openjpeg; RLE: pydicom). Never lossy: the output must keep its Bq/ml exactly.
+SENDABLE_TRANSFER_SYNTAXES = {
+    "1.2.840.10008.1.2.1": "Explicit VR Little Endian",
+    "1.2.840.10008.1.2": "Implicit VR Little Endian",
+    "1.2.840.10008.1.2.4.80": "JPEG-LS Lossless",
+    "1.2.840.10008.1.2.4.90": "JPEG 2000 Lossless",
+    "1.2.840.10008.1.2.5": "RLE Lossless",
+}
+
+
 class PeerSettings(_Section):
-    """A remote DICOM AE we send to."""
+    """A remote DICOM AE we send to.
+
+    ``transfer_syntaxes``: UIDs to propose for the derived series, most preferred first
+    (e.g. JPEG-LS lossless, then Explicit VR Little Endian); the sender uses the first the
+    destination accepts. Empty: uncompressed only, as written.
+    """
 
     ae_title: AeTitle
     host: str
     port: int = Field(ge=1, le=65535)
     tls: TlsSettings | None = None
+    transfer_syntaxes: list[str] = Field(default_factory=list)
 
     def model_post_init(self, _context: object) -> None:
         _check_ae_title(self.ae_title)
+        for uid in self.transfer_syntaxes:
+            if uid not in SENDABLE_TRANSFER_SYNTAXES:
+                raise ValueError(
+                    f"transfer syntax {uid!r} cannot be proposed; choose from "
+                    + ", ".join(f"{k} ({v})" for k, v in SENDABLE_TRANSFER_SYNTAXES.items())
+                )
 
 
 class DestinationSettings(PeerSettings):
     """Where derived series go; ``name`` is the label used in metrics and the status page."""
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    send_quality_report: bool = True  # the SR and PDF quality report go with each series
 
 
 class SpoolSettings(_Section):
@@ -139,6 +164,9 @@ class ModelSettings(_Section):
     weights: Path | None = None
     gaussian_fwhm_mm: PositiveFloat = 5.0
     threads: PositiveInt | None = None
+    # Tracers denoised besides those the model card lists as trained (canonical names, e.g.
+    # "fdg"). Empty by default: UniPET 1.0.0 saw F-18 FDG only.
+    tolerated_tracers: list[str] = Field(default_factory=list)
 
 
 class OutputSettings(_Section):
@@ -146,6 +174,8 @@ class OutputSettings(_Section):
 
     series_description_suffix: str = Field(default=" [UniPET]", max_length=32)
     series_number_offset: int = Field(default=1000, ge=0, le=100000)
+    quality_report: bool = True  # write an SR + PDF quality report with each derived series
+    quality_change_limit_pct: PositiveFloat = 10.0  # foci whose SUVmax/peak change more: flagged
 
 
 class SenderSettings(_Section):

@@ -11,6 +11,7 @@ Tree::
     |   +-- InvalidUidError              0xA900 a UID that is not a valid DICOM UID
     |   +-- UndecodableDatasetError      0xC210 Cannot understand
     +-- PetHeaderError                   a PET header fact is missing or inconsistent
+    |   +-- PixelDecodeError             a frame cannot be decoded from its transfer syntax
     +-- SeriesNotFoundError              no such series in the state database
     +-- InvalidTransitionError           a state change the series state machine forbids
     +-- SendError                        a destination refused or could not be reached (retried)
@@ -91,6 +92,13 @@ class PetHeaderError(NodeError):
     """A PET header fact needed for quantitation is missing or inconsistent."""
 
 
+class PixelDecodeError(PetHeaderError):
+    """A received frame cannot be decoded; the message names the transfer syntax.
+
+    A ``PetHeaderError`` so the worker parks the series at once (no retry decodes it).
+    """
+
+
 class SeriesNotFoundError(NodeError):
     """The state database holds no series with that key."""
 
@@ -101,6 +109,10 @@ class InvalidTransitionError(NodeError):
 
 class SendError(NodeError):
     """Sending to a destination failed; the send task retries it with backoff."""
+
+
+class ContextNotAcceptedError(SendError):
+    """The destination accepted no presentation context for an instance's SOP class."""
 
 
 class InferenceError(NodeError):

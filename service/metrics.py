@@ -104,6 +104,11 @@ instances_rejected_total = Counter(
     "C-STORE requests refused with a failure status, by reason.",
     ["reason"],
 )
+instances_not_processed_total = Counter(
+    "unipet_instances_not_processed_total",
+    "Instances stored but not denoised (IGNORED or REJECTED), by outcome and reason code.",
+    ["outcome", "reason"],
+)
 series_completed_total = Counter(
     "unipet_series_completed_total",
     "Series declared complete, by completeness rule.",
@@ -178,6 +183,7 @@ spool_min_free_bytes = Gauge(
 _ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     instances_received_total,
     instances_rejected_total,
+    instances_not_processed_total,
     series_completed_total,
     series_completion_wait_seconds,
     jobs_queued,

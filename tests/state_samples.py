@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 
+from service.pipeline.records import ReceivedInstance
 from service.pipeline.states import SeriesState
-from service.pipeline.store import ReceivedInstance, StateStore
+from service.pipeline.store import StateStore
 
 S = SeriesState
 

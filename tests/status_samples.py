@@ -19,10 +19,12 @@ from service.config import NodeSettings
 from service.dicom import pet
 from service.dicom.volume import load_pet_volume
 from service.dicom.writer import write_derived_series
+from service.pipeline.deliveries import DeliveryState
 from service.pipeline.inference import GaussianDenoiser
+from service.pipeline.records import DerivedOutput, ReceivedInstance, SeriesUpdate
 from service.pipeline.spool import Spool
-from service.pipeline.states import SeriesState
-from service.pipeline.store import ReceivedInstance, StateStore
+from service.pipeline.states import PendingStep, SeriesState
+from service.pipeline.store import StateStore
 
 S = SeriesState
 
@@ -80,8 +82,7 @@ def _complete_and_queue(state: StateStore, series_uid: str, count: int) -> None:
         reason,
         expect=[S.RECEIVING],
         now=now,
-        completeness_reason=reason,
-        completed_at=now,
+        update=SeriesUpdate(completeness_reason=reason, completed_at=now),
     )
     state.transition(series_uid, S.QUEUED, "queued on cpu", expect=[S.COMPLETE])
 
@@ -93,7 +94,7 @@ def _process_and_deliver(spool: Spool, state: StateStore, series_uid: str) -> st
         expect=[S.QUEUED],
         lease_s=60.0,
         reason="worker started denoising",
-        step="denoise",
+        step=PendingStep.DENOISE,
     )
     assert claimed is not None
     volume = load_pet_volume([spool.path_of(i.spool_key) for i in state.instances(series_uid)])
@@ -107,25 +108,28 @@ def _process_and_deliver(spool: Spool, state: StateStore, series_uid: str) -> st
         S.WRITTEN,
         f"{len(derived.paths)} instances written",
         expect=[S.PROCESSING],
-        output_series_uid=str(derived.series_instance_uid),
-        output_key=spool.key_of(out_dir),
-        output_instances=len(derived.paths),
-        algorithm=result.algorithm.name,
-        drf_estimate=18.7,
-        inference_seconds=result.seconds,
-        written_at=time.time(),
-        pending_step="send",
+        update=SeriesUpdate(
+            output=DerivedOutput(
+                series_uid=str(derived.series_instance_uid),
+                key=spool.key_of(out_dir),
+                instances=len(derived.paths),
+                algorithm=result.algorithm.name,
+                drf_estimate=18.7,
+                inference_seconds=result.seconds,
+                written_at=time.time(),
+            ),
+            pending_step=PendingStep.SEND,
+        ),
     )
     state.transition(series_uid, S.SENDING, "sending derived series", expect=[S.WRITTEN])
-    state.ensure_deliveries(series_uid, ["pacs"])
-    state.mark_delivery(series_uid, "pacs", "SENT")
+    state.deliveries.ensure(series_uid, ["pacs"])
+    state.deliveries.mark(series_uid, "pacs", DeliveryState.SENT)
     state.transition(
         series_uid,
         S.DONE,
         "stored at pacs",
         expect=[S.SENDING],
-        done_at=time.time(),
-        pending_step="",
+        update=SeriesUpdate(done_at=time.time(), pending_step=PendingStep.NONE),
     )
     return str(derived.series_instance_uid)
 
@@ -147,8 +151,7 @@ def populate(settings: NodeSettings, study_dir: Path) -> PopulatedNode:
             S.DEAD,
             f"{DEAD_ERROR} (retries spent)",
             expect=[S.QUEUED],
-            last_error=DEAD_ERROR,
-            pending_step="send",
+            update=SeriesUpdate(last_error=DEAD_ERROR, pending_step=PendingStep.SEND),
         )
     finally:
         state.close()

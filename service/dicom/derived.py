@@ -75,8 +75,20 @@ _NOT_COPIED = frozenset(
         "DerivationDescription",
         "ReferencedSeriesSequence",
         "ContributingEquipmentSequence",
+        "LossyImageCompression",
+        "LossyImageCompressionRatio",
+        "LossyImageCompressionMethod",
     }
 )
+# PS3.3 C.7.6.1.1.5: Lossy Image Compression Method defined terms, by lossy transfer syntax.
+_LOSSY_METHODS = {
+    "1.2.840.10008.1.2.4.81": "ISO_14495_1",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.91": "ISO_15444_1",  # JPEG 2000
+    "1.2.840.10008.1.2.4.203": "ISO_15444_15",  # HTJ2K
+    "1.2.840.10008.1.2.4.50": "ISO_10918_1",  # JPEG baseline
+    "1.2.840.10008.1.2.4.51": "ISO_10918_1",  # JPEG extended
+}
+LOSSY_COMPRESSION = "01"
 # General Equipment (PS3.3 C.7.5.1) of the source: the scanner. Moved into an Acquisition
 # Equipment item of Contributing Equipment; the derived instance's own equipment is the node.
 _GENERAL_EQUIPMENT = (
@@ -200,6 +212,36 @@ def _copy_source(source: Dataset) -> Dataset:
     return ds
 
 
+def _as_list(value: object) -> list[str]:
+    if value is None or value == "":
+        return []
+    return [str(v) for v in value] if isinstance(value, list | tuple) else [str(value)]
+
+
+def _lossy_history(source: Dataset) -> tuple[list[str], list[str]] | None:
+    """(ratios, methods) if the source or the way it reached us was lossy, else None.
+
+    PS3.3 C.7.6.1.1.5: once an image has been lossy compressed, every derived image must
+    say so, with each step's ratio and method in order. A lossy transfer syntax of the file
+    we received is one more step unless the encoder already recorded it; its ratio is the
+    decoded size over the encapsulated size.
+    """
+    ratios = _as_list(source.get("LossyImageCompressionRatio"))
+    methods = _as_list(source.get("LossyImageCompressionMethod"))
+    lossy = str(source.get("LossyImageCompression", "")).strip() == LOSSY_COMPRESSION
+    meta = getattr(source, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    # An encoder that records its own step (dcmtk does) has already named this method last.
+    recorded = bool(methods) and methods[-1] == _LOSSY_METHODS.get(syntax)
+    if syntax in _LOSSY_METHODS and "PixelData" in source and not recorded:
+        decoded = int(source.Rows) * int(source.Columns) * int(source.BitsAllocated) // 8
+        ratio = decoded / max(1, len(source.PixelData))
+        ratios.append(f"{ratio:.2f}"[:16])
+        methods.append(_LOSSY_METHODS[syntax])
+        lossy = True
+    return (ratios, methods) if lossy else None
+
+
 def derived_header(source: Dataset, sop_instance_uid: UID, context: DerivationContext) -> Dataset:
     """Header of the derived instance for one source slice; pixels are set by the writer.
 
@@ -231,6 +273,16 @@ def derived_header(source: Dataset, sop_instance_uid: UID, context: DerivationCo
     # General Image / PET Image
     ds.ImageType = [*IMAGE_TYPE_DERIVED, *list(source.get("ImageType") or [])[2:]]
     ds.ContentDate, ds.ContentTime = date, time
+    # Lossy compression history (PS3.3 C.7.6.1.1.5); our own output is written losslessly.
+    lossy = _lossy_history(source)
+    if lossy is not None:
+        ds.LossyImageCompression = LOSSY_COMPRESSION
+        if lossy[0]:
+            ds.LossyImageCompressionRatio = lossy[0]
+        if lossy[1]:
+            ds.LossyImageCompressionMethod = lossy[1]
+    # PET Series: the writer stores Bq/ml (Philips CNTS was converted on loading).
+    ds.Units = "BQML"
     # General Reference
     ds.DerivationDescription = context.derivation_description
     ds.DerivationCodeSequence = [CodedConcept.from_code(context.derivation_code)]

@@ -9,29 +9,66 @@ from __future__ import annotations
 import threading
 import warnings
 from io import BytesIO
+from struct import error as struct_error
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.encaps import parse_basic_offsets, parse_fragments
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
 )
 
 from service.errors import UndecodableDatasetError
 
+__all__ = [
+    "ACCEPTED_TRANSFER_SYNTAXES",
+    "ENCAPSULATED_TRANSFER_SYNTAXES",
+    "NATIVE_TRANSFER_SYNTAXES",
+    "parse_dataset",
+]
+
 #: Uncompressed syntaxes, explicit VR preferred (it keeps each element's VR as sent).
-ACCEPTED_TRANSFER_SYNTAXES = [
+NATIVE_TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
 ]
+#: Compressed syntaxes scanners and archives forward PET in (PS3.5 Annex A.4). Their
+#: Pixel Data is encapsulated; the worker decodes it with pydicom's pylibjpeg plugins
+#: (``service.dicom.volume``), never the C-STORE handler.
+ENCAPSULATED_TRANSFER_SYNTAXES = [
+    JPEGLSLossless,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    RLELossless,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
+    JPEGLSNearLossless,
+    JPEG2000,
+    HTJ2K,
+]
+#: Everything the listener accepts, uncompressed first (PS3.8 Annex B: the SCP picks).
+ACCEPTED_TRANSFER_SYNTAXES = [*NATIVE_TRANSFER_SYNTAXES, *ENCAPSULATED_TRANSFER_SYNTAXES]
 
 
 _PARSE_LOCK = threading.Lock()
+# An item's tag and 32-bit length (PS3.5 7.5).
+_ITEM_HEADER_BYTES = 8
 
 
 def parse_dataset(data: bytes) -> Dataset:
@@ -67,8 +104,62 @@ def parse_dataset(data: bytes) -> Dataset:
                 raise UndecodableDatasetError(f"dataset cannot be parsed: {exc}") from exc
     if "PixelData" not in ds:
         raise UndecodableDatasetError("dataset has no Pixel Data")
-    _check_pixel_data_length(ds)
+    if UID(ds.file_meta.TransferSyntaxUID).is_encapsulated:
+        _check_encapsulation(ds)
+    else:
+        _check_pixel_data_length(ds)
     return ds
+
+
+def _frame_count(ds: Dataset) -> int:
+    try:
+        return int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise UndecodableDatasetError(f"NumberOfFrames is not a number: {exc}") from exc
+
+
+def _fragments_overrun(buffer: bytes) -> bool:
+    """True if the last fragment item claims more bytes than the buffer holds."""
+    position = 0
+    while position + _ITEM_HEADER_BYTES <= len(buffer):
+        length = int.from_bytes(buffer[position + 4 : position + 8], "little")
+        position += _ITEM_HEADER_BYTES + length
+    return position != len(buffer)
+
+
+def _check_encapsulation(ds: Dataset) -> None:
+    """Refuse encapsulated Pixel Data whose item structure is broken, without decoding.
+
+    PS3.5 A.4: a Basic Offset Table item, then one or more fragment items, each an
+    (FFFE,E000) tag with an even length that fits in the value. A truncated transfer breaks
+    this chain; a frame that parses but does not decode is caught by the worker instead.
+    """
+    element = ds["PixelData"]
+    syntax = UID(ds.file_meta.TransferSyntaxUID)
+    if not element.is_undefined_length:
+        raise UndecodableDatasetError(
+            f"Pixel Data is not encapsulated although the transfer syntax is {syntax.name}"
+        )
+    value = element.value
+    if not isinstance(value, bytes):
+        raise UndecodableDatasetError("encapsulated Pixel Data value is not bytes")
+    frames = _frame_count(ds)
+    try:
+        offsets = parse_basic_offsets(value)
+        fragments, positions = parse_fragments(value[_ITEM_HEADER_BYTES + 4 * len(offsets) :])
+    except (ValueError, struct_error) as exc:
+        raise UndecodableDatasetError(
+            f"encapsulated Pixel Data ({syntax.name}) is malformed: {exc}"
+        ) from exc
+    if positions and _fragments_overrun(value[_ITEM_HEADER_BYTES + 4 * len(offsets) :]):
+        raise UndecodableDatasetError(
+            f"encapsulated Pixel Data ({syntax.name}) ends inside a fragment: truncated?"
+        )
+    if fragments < 1 or (fragments < frames and len(offsets) not in (0, frames)):
+        raise UndecodableDatasetError(
+            f"encapsulated Pixel Data ({syntax.name}) holds {fragments} fragments for "
+            f"{frames} frames: truncated?"
+        )
 
 
 def _check_pixel_data_length(ds: Dataset) -> None:
@@ -78,10 +169,8 @@ def _check_pixel_data_length(ds: Dataset) -> None:
     Columns, Samples per Pixel, Bits Allocated and Number of Frames (PS3.5 8.1.1), plus at
     most one padding byte.
     """
-    if ds.file_meta.TransferSyntaxUID not in ACCEPTED_TRANSFER_SYNTAXES:
-        return
+    frames = _frame_count(ds)
     try:
-        frames = int(ds.get("NumberOfFrames", 1) or 1)
         expected = (
             int(ds.Rows)
             * int(ds.Columns)

@@ -4,7 +4,9 @@ Everything that decides whether a PET image can be quantified (SUV) or placed in
 read here, once, with a ``PetHeaderError`` that names the missing or inconsistent attribute.
 The SUV factor follows the QIBA/UPICT vendor-neutral pseudo-code for SUVbw (body weight),
 restricted to what the PET Image IOD guarantees (PS3.3 C.8.9.4 PET Image Module and C.8.9.2
-PET Isotope Module); vendor private tags are not used.
+PET Isotope Module). The one vendor convention honoured is Philips' Units CNTS with its private
+scale factors (group 7053, "Philips PET Private Group"), since it is the only way to Bq/ml
+for those images; the factors are checked against the standard header.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ __all__ = [
     "DECAY_CORRECTION_NONE",
     "DECAY_CORRECTION_START",
     "UNITS_BQML",
+    "UNITS_CNTS",
+    "activity_scale",
     "corrected_image",
     "decay_correction",
     "expected_instance_count",
@@ -39,6 +43,7 @@ __all__ = [
 
 # PS3.3 C.8.9.1.1.3 Units (0054,1001) and C.8.9.1.1.4 Decay Correction (0054,1102).
 UNITS_BQML = "BQML"
+UNITS_CNTS = "CNTS"
 DECAY_CORRECTION_START = "START"
 DECAY_CORRECTION_ADMIN = "ADMIN"
 DECAY_CORRECTION_NONE = "NONE"
@@ -47,6 +52,17 @@ CORRECTION_ATTENUATION = "ATTN"
 CORRECTION_DECAY = "DECY"
 
 _ORIENTATION_TOLERANCE = 1e-3
+# Philips PET private block (vendor conformance statement): (7053,1000) SUV Scale Factor
+# turns rescaled CNTS into SUVbw; (7053,1009) Activity Concentration Scale Factor into Bq/ml.
+PHILIPS_PRIVATE_GROUP = 0x7053
+PHILIPS_PRIVATE_CREATOR = "Philips PET Private Group"
+PHILIPS_SUV_SCALE_OFFSET = 0x00
+PHILIPS_ACTIVITY_SCALE_OFFSET = 0x09
+# The two Philips factors must agree this well (the SUV factor is written with 3-4 digits).
+_PHILIPS_AGREEMENT = 0.01
+# Injection longer ago than this many half-lives is not a clinical PET scan: a date-shifted
+# archive or a wrong clock; the decay factor (2**-10 < 0.1 %) would make SUV meaningless.
+_MAX_UPTAKE_HALF_LIVES = 10.0
 
 
 def _require(ds: Dataset, keyword: str) -> object:
@@ -249,6 +265,60 @@ def _scan_datetime(ds: Dataset, half_life_s: float) -> datetime:
     return acquisition - timedelta(seconds=reference_ms / 1000.0 - average_count_rate_s)
 
 
+def _philips_factor(ds: Dataset, offset: int) -> float | None:
+    """A Philips group 7053 scale factor, or None when absent (VR may be DS or UN)."""
+    try:
+        element = ds.get_private_item(PHILIPS_PRIVATE_GROUP, offset, PHILIPS_PRIVATE_CREATOR)
+    except KeyError:
+        return None
+    value = element.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace").strip("\x00 ")
+    try:
+        factor = float(value)
+    except (TypeError, ValueError) as exc:
+        raise PetHeaderError(
+            f"Philips private scale factor (7053,10{offset:02X}) is not a number: {value!r}"
+        ) from exc
+    if not math.isfinite(factor) or factor <= 0.0:
+        raise PetHeaderError(f"Philips private scale factor (7053,10{offset:02X}) is {factor}")
+    return factor
+
+
+def activity_scale(ds: Dataset) -> float:
+    """Factor that turns rescaled pixel values into Bq/ml: 1 for Units BQML.
+
+    Units CNTS (Philips) is converted with the private SUV Scale Factor (7053,1000) divided
+    by the SUVbw factor of the standard header, so SUV from our Bq/ml equals the SUV the
+    vendor's own workstation showed; without it, with the Activity Concentration Scale
+    Factor (7053,1009). When both are present they must agree within 1 %.
+
+    Raises:
+        PetHeaderError: Other units, CNTS without either private factor, or disagreement.
+    """
+    image_units = units(ds)
+    if image_units == UNITS_BQML:
+        return 1.0
+    if image_units != UNITS_CNTS:
+        raise PetHeaderError(f"units {image_units} not supported: no known conversion to Bq/ml")
+    suv_scale = _philips_factor(ds, PHILIPS_SUV_SCALE_OFFSET)
+    activity = _philips_factor(ds, PHILIPS_ACTIVITY_SCALE_OFFSET)
+    if suv_scale is None:
+        if activity is None:
+            raise PetHeaderError(
+                "units CNTS without Philips SUV (7053,1000) or activity concentration "
+                "(7053,1009) scale factor: no known conversion to Bq/ml"
+            )
+        return activity
+    from_suv = suv_scale / _bqml_suv_factor(ds)
+    if activity is not None and abs(from_suv - activity) > _PHILIPS_AGREEMENT * activity:
+        raise PetHeaderError(
+            f"Philips scale factors disagree: SUV factor implies {from_suv:.6g} Bq/ml per "
+            f"count, activity concentration factor says {activity:.6g}"
+        )
+    return from_suv
+
+
 def suv_bw_factor(ds: Dataset) -> float:
     """Factor that turns this image's Bq/ml into SUVbw (g/ml), per QIBA/UPICT pseudo-code.
 
@@ -256,24 +326,31 @@ def suv_bw_factor(ds: Dataset) -> float:
     values refer to: the scan start for DecayCorrection START (Series Date/Time, with the QIBA
     rule for rewritten series times), the injection itself for ADMIN (no decay), and this
     image's Acquisition Date/Time for NONE (values are activity at acquisition; the decay
-    within the frame is neglected).
+    within the frame is neglected). For Units CNTS, C is the Bq/ml of ``activity_scale``.
 
     Raises:
-        PetHeaderError: If Units is not BQML, the image is not attenuation (and, unless NONE,
-            decay) corrected, or any needed attribute is missing or malformed.
+        PetHeaderError: If the units have no known conversion to Bq/ml, the image is not
+            attenuation (and, unless NONE, decay) corrected, or any needed attribute is
+            missing, malformed or implausible (injection after the scan, or more than ten
+            half-lives before it).
     """
-    image_units = units(ds)
-    if image_units != UNITS_BQML:
-        raise PetHeaderError(f"units {image_units} not supported: no known conversion to Bq/ml")
+    activity_scale(ds)
+    return _bqml_suv_factor(ds)
+
+
+def _bqml_suv_factor(ds: Dataset) -> float:
+    """``suv_bw_factor`` without the units check (Philips CNTS conversion needs it)."""
     corrections = corrected_image(ds)
     if CORRECTION_ATTENUATION not in corrections:
         raise PetHeaderError("CorrectedImage lacks ATTN: SUV of non-attenuation-corrected PET")
     correction = decay_correction(ds)
     if correction != DECAY_CORRECTION_NONE and CORRECTION_DECAY not in corrections:
         raise PetHeaderError(f"DecayCorrection {correction} but CorrectedImage lacks DECY")
+    if ds.get("PatientWeight") in (None, ""):
+        raise PetHeaderError("PatientWeight is absent: SUVbw needs the body weight")
     weight_kg = _float(ds, "PatientWeight")
     if weight_kg <= 0.0:
-        raise PetHeaderError(f"PatientWeight must be positive: {weight_kg}")
+        raise PetHeaderError(f"PatientWeight is {weight_kg:g} kg: SUVbw needs the body weight")
     radiopharmaceutical = _radiopharmaceutical(ds)
     dose_bq = _float(radiopharmaceutical, "RadionuclideTotalDose")
     half_life_s = _float(radiopharmaceutical, "RadionuclideHalfLife")
@@ -295,6 +372,15 @@ def suv_bw_factor(ds: Dataset) -> float:
             reference - _injection_datetime(ds, radiopharmaceutical, reference)
         ).total_seconds()
         if decay_s < 0.0:
-            raise PetHeaderError(f"injection is {-decay_s:.0f} s after the decay reference time")
+            raise PetHeaderError(
+                f"injection is {-decay_s:.0f} s after the {correction} decay reference time "
+                "(series start or acquisition): date-shifted archive or wrong clock?"
+            )
+        if decay_s > _MAX_UPTAKE_HALF_LIVES * half_life_s:
+            raise PetHeaderError(
+                f"injection is {decay_s / 3600:.1f} h before the decay reference time, more "
+                f"than {_MAX_UPTAKE_HALF_LIVES:.0f} half-lives: date-shifted archive or "
+                "wrong clock?"
+            )
         decayed_dose_bq = dose_bq * 2.0 ** (-decay_s / half_life_s)
     return weight_kg * 1000.0 / decayed_dose_bq

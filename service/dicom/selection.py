@@ -1,9 +1,12 @@
 """Which received instances the node denoises, ignores, or refuses, from the header alone.
 
-Only original, attenuation-corrected PET in Bq/ml is denoised. Anything
-that is not PET for us (CT, secondary captures, MIPs, localizers, and above all the node's
-own output, so that routing loops are impossible) is IGNORED: not an error, nothing to
-report. PET that we cannot process honestly is REJECTED with a reason the operator can read.
+Only original, attenuation-corrected, static PET of a positron emitter,
+in Bq/ml (or Philips CNTS with its scale factors), with a tracer the model card lists as
+trained or tolerated, is denoised. Anything that is not PET for us (CT, secondary captures,
+MIPs, localizers, SPECT or therapy nuclides stored as PT, tracers the network never saw, and
+above all the node's own output, so that routing loops are impossible) is IGNORED with the
+reason. PET that we cannot process honestly is REJECTED with a reason the operator can read.
+Every outcome carries a short ``code`` for metrics.
 """
 
 from __future__ import annotations
@@ -18,11 +21,19 @@ from pydicom.uid import (
     PositronEmissionTomographyImageStorage,
 )
 
-from service.dicom import pet
+from service.dicom import pet, radionuclide
 from service.dicom.provenance import PROJECT_MANUFACTURER
 from service.errors import PetHeaderError
 
-__all__ = ["OWN_MODEL_NAME", "Eligibility", "Outcome", "assess_instance"]
+__all__ = [
+    "DEFAULT_TRACER_POLICY",
+    "OWN_MODEL_NAME",
+    "REASON_CODES",
+    "Eligibility",
+    "Outcome",
+    "TracerPolicy",
+    "assess_instance",
+]
 
 # PS3.3 C.7.3.1.1.1 Modality (0008,0060) for PET.
 MODALITY_PET = "PT"
@@ -33,6 +44,10 @@ IMAGE_TYPE_ORIGINAL = "ORIGINAL"
 _NON_VOLUME_IMAGE_TYPES = frozenset({"MIP", "PROJECTION IMAGE", "LOCALIZER", "REPROJECTION"})
 # PS3.3 C.8.9.1.1.1 Series Type (0054,1000) value 2.
 SERIES_TYPE_REPROJECTION = "REPROJECTION"
+# PS3.16 CID 7203: (113040, DCM, "Lossy Compression"), the derivation lossy encoders record.
+_LOSSY_COMPRESSION_CODE = "113040"
+# PS3.3 C.8.9.1.1.1 Series Type value 1: time series the network does not model yet.
+_SERIES_TYPES_NOT_STATIC = frozenset({"DYNAMIC", "GATED"})
 # Secondary Capture SOP classes all start with this root (PS3.4 Annex B.5).
 _SECONDARY_CAPTURE_ROOT = "1.2.840.10008.5.1.4.1.1.7"
 _ENHANCED_PET_CLASSES = frozenset({EnhancedPETImageStorage, LegacyConvertedEnhancedPETImageStorage})
@@ -48,6 +63,25 @@ class Outcome(enum.Enum):
     REJECTED = "rejected"
 
 
+#: Every ``Eligibility.code`` the node writes (the ``reason`` label of the metric).
+REASON_CODES = (
+    "eligible",
+    "own_output",
+    "not_pet",
+    "not_a_volume",
+    "sop_class",
+    "enhanced_pet",
+    "not_original",
+    "not_attenuation_corrected",
+    "not_positron_emitter",
+    "radionuclide_unknown",
+    "tracer_not_trained",
+    "dynamic_or_gated",
+    "units",
+    "suv",
+)
+
+
 @dataclass(frozen=True)
 class Eligibility:
     """Outcome of the header check with the reason, kept in the state database."""
@@ -55,14 +89,32 @@ class Eligibility:
     eligible: bool
     outcome: Outcome
     reason: str
+    code: str = "eligible"
 
 
-def _ignored(reason: str) -> Eligibility:
-    return Eligibility(eligible=False, outcome=Outcome.IGNORED, reason=reason)
+@dataclass(frozen=True)
+class TracerPolicy:
+    """Tracers the model card lists as trained, and those a site tolerates (canonical names)."""
+
+    trained: frozenset[str] = frozenset({radionuclide.TRACER_FDG})
+    tolerated: frozenset[str] = frozenset()
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """Trained or tolerated."""
+        return self.trained | self.tolerated
 
 
-def _rejected(reason: str) -> Eligibility:
-    return Eligibility(eligible=False, outcome=Outcome.REJECTED, reason=reason)
+#: UniPET 1.0.0's card lists F-18 FDG as its only training tracer; nothing else tolerated.
+DEFAULT_TRACER_POLICY = TracerPolicy()
+
+
+def _ignored(reason: str, code: str) -> Eligibility:
+    return Eligibility(eligible=False, outcome=Outcome.IGNORED, reason=reason, code=code)
+
+
+def _rejected(reason: str, code: str) -> Eligibility:
+    return Eligibility(eligible=False, outcome=Outcome.REJECTED, reason=reason, code=code)
 
 
 def _is_own_output(ds: Dataset) -> bool:
@@ -83,51 +135,128 @@ def _not_a_pet_volume(ds: Dataset) -> Eligibility | None:
     """IGNORED outcome for instances that are not PET slices of a volume, else None."""
     modality = str(ds.get("Modality", "")).strip().upper()
     if modality != MODALITY_PET:
-        return _ignored(f"modality {modality or '(none)'} is not PET")
+        return _ignored(f"modality {modality or '(none)'} is not PET", "not_pet")
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class.startswith(_SECONDARY_CAPTURE_ROOT):
-        return _ignored("secondary capture, not a PET volume slice")
+        return _ignored("secondary capture, not a PET volume slice", "not_a_volume")
     flavours = _NON_VOLUME_IMAGE_TYPES.intersection(pet.image_type(ds)[2:])
     if flavours:
-        return _ignored(f"image type {'/'.join(sorted(flavours))}, not a PET volume slice")
+        return _ignored(
+            f"image type {'/'.join(sorted(flavours))}, not a PET volume slice", "not_a_volume"
+        )
     series_type = ds.get("SeriesType")
     if series_type and len(series_type) > 1 and series_type[1] == SERIES_TYPE_REPROJECTION:
-        return _ignored("series type REPROJECTION, not a PET volume")
+        return _ignored("series type REPROJECTION, not a PET volume", "not_a_volume")
     return None
 
 
-def assess_instance(ds: Dataset) -> Eligibility:
+def _original_but_lossy_compressed(ds: Dataset) -> bool:
+    """True if a DERIVED image's only derivation is lossy compression (PS3.3 C.7.6.1.1.5).
+
+    Encoders such as dcmtk mark a lossy-compressed ORIGINAL image DERIVED with the Lossy
+    Compression derivation code; it is still the scanner's reconstruction (the output says
+    it was lossy compressed), unlike an image derived by post-processing.
+    """
+    if str(ds.get("LossyImageCompression", "")).strip() != "01":
+        return False
+    codes = {
+        str(item.get("CodeValue", "")).strip() for item in ds.get("DerivationCodeSequence") or []
+    }
+    return codes == {_LOSSY_COMPRESSION_CODE}
+
+
+def _not_our_tracer(ds: Dataset, policy: TracerPolicy) -> Eligibility | None:
+    """IGNORED outcome unless a positron emitter with an accepted tracer, else None.
+
+    A nuclide that is not a positron emitter, or cannot be identified, is SPECT or therapy
+    imaging stored as PT for all the node can tell: not for a PET network.
+    """
+    items = ds.get("RadiopharmaceuticalInformationSequence") or []
+    if not items:
+        return _ignored(
+            "RadiopharmaceuticalInformationSequence is empty: radionuclide unknown, not denoised",
+            "radionuclide_unknown",
+        )
+    nuclide, note = radionuclide.identify_nuclide(items[0])
+    if nuclide is None:
+        return _ignored(f"{note}: not denoised", "radionuclide_unknown")
+    if not nuclide.positron_emitter:
+        return _ignored(
+            f"radionuclide {nuclide.name} is not a positron emitter (SPECT or therapy "
+            "imaging stored as PET): not for a PET network",
+            "not_positron_emitter",
+        )
+    tracer = radionuclide.identify_tracer(items[0])
+    if tracer is None or tracer not in policy.accepted:
+        named = str(items[0].get("Radiopharmaceutical", "") or "").strip()[:32] or "unnamed"
+        return _ignored(
+            f"tracer {tracer or named} ({nuclide.name}) is not trained or tolerated by the "
+            f"model card (accepted: {', '.join(sorted(policy.accepted))})",
+            "tracer_not_trained",
+        )
+    return None
+
+
+def _time_series(ds: Dataset) -> Eligibility | None:
+    """REJECTED outcome for dynamic and gated series (PS3.3 C.8.9.1.1.1), else None."""
+    series_type = ds.get("SeriesType")
+    first = str(series_type[0]).strip().upper() if series_type else ""
+    if first in _SERIES_TYPES_NOT_STATIC:
+        return _rejected(
+            f"series type {first}: dynamic and gated PET are not supported yet",
+            "dynamic_or_gated",
+        )
+    for keyword in ("NumberOfTimeSlots", "NumberOfTimeSlices"):
+        value = ds.get(keyword)
+        if value not in (None, "") and int(value) > 1:
+            return _rejected(
+                f"{keyword} {int(value)}: dynamic and gated PET are not supported yet",
+                "dynamic_or_gated",
+            )
+    return None
+
+
+def assess_instance(ds: Dataset, policy: TracerPolicy = DEFAULT_TRACER_POLICY) -> Eligibility:
     """Decide from the header whether the node denoises, ignores or rejects this instance.
 
     Order matters: our own output is recognised before anything else; then non-PET and
-    non-volume objects are ignored; then PET that fails a quantitation rule is rejected with
-    the first failing rule as the reason.
+    non-volume objects, and PET of nuclides or tracers that are not ours, are ignored; then
+    PET that fails a quantitation rule is rejected with the first failing rule as reason.
     """
     if _is_own_output(ds):
-        return _ignored("our own output (Contributing Equipment names UniPET)")
+        return _ignored("our own output (Contributing Equipment names UniPET)", "own_output")
     not_volume = _not_a_pet_volume(ds)
     if not_volume is not None:
         return not_volume
     sop_class = str(ds.get("SOPClassUID", ""))
     if sop_class in _ENHANCED_PET_CLASSES:
-        return _rejected("Enhanced PET not supported yet")
+        return _rejected("Enhanced PET not supported yet", "enhanced_pet")
     if sop_class != PositronEmissionTomographyImageStorage:
-        return _ignored(f"SOP class {sop_class or '(none)'} is not PET Image Storage")
+        return _ignored(f"SOP class {sop_class or '(none)'} is not PET Image Storage", "sop_class")
+    not_ours = _not_our_tracer(ds, policy)
+    if not_ours is not None:
+        return not_ours
+    time_series = _time_series(ds)
+    if time_series is not None:
+        return time_series
     kind = pet.image_type(ds)
-    if not kind or kind[0] != IMAGE_TYPE_ORIGINAL:
-        return _rejected(f"image type {'/'.join(kind) or '(none)'}: only ORIGINAL PET is denoised")
+    if not kind or (kind[0] != IMAGE_TYPE_ORIGINAL and not _original_but_lossy_compressed(ds)):
+        return _rejected(
+            f"image type {'/'.join(kind) or '(none)'}: only ORIGINAL PET is denoised",
+            "not_original",
+        )
     if pet.CORRECTION_ATTENUATION not in pet.corrected_image(ds):
-        return _rejected("not attenuation corrected (CorrectedImage lacks ATTN)")
+        return _rejected(
+            "not attenuation corrected (CorrectedImage lacks ATTN)", "not_attenuation_corrected"
+        )
     try:
-        image_units = pet.units(ds)
+        pet.activity_scale(ds)
     except PetHeaderError as exc:
-        return _rejected(str(exc))
-    if image_units != pet.UNITS_BQML:
-        return _rejected(f"units {image_units} not supported: no known conversion to Bq/ml")
+        return _rejected(str(exc), "units")
     try:
         pet.suv_bw_factor(ds)
     except PetHeaderError as exc:
-        return _rejected(f"SUV cannot be computed: {exc}")
+        return _rejected(f"SUV cannot be computed: {exc}", "suv")
     return Eligibility(
         eligible=True, outcome=Outcome.ELIGIBLE, reason="attenuation-corrected PET in Bq/ml"
     )

@@ -1,10 +1,14 @@
 """C-STORE SCU: send one derived series to one destination over one association.
 
-Only the SOP classes being sent are proposed, each with the transfer syntax its files are in
-(PS3.8 presentation context negotiation), so a strict PACS never sees a context it did not
-ask for. Success and the warning statuses B000/B006/B007 count as stored (PS3.4 B.2.3); any
-failure status, a rejected or aborted association, or a network error raises ``SendError``,
-which the send task retries with backoff.
+Only the SOP classes being sent are proposed (PS3.8 presentation context negotiation), so a
+strict PACS never sees a context it did not ask for. Each is proposed with the transfer
+syntaxes configured for the destination, one context per syntax so the acceptor's answer
+tells which it takes, plus the syntax the files are in as the last resort; each instance
+then goes in the first accepted syntax of that order, compressed losslessly on the way
+when needed (pydicom encoders: pyjpegls, pylibjpeg-openjpeg, RLE). Success and the warning
+statuses B000/B006/B007 count as stored (PS3.4 B.2.3); any failure status, a rejected or
+aborted association, or a network error raises ``SendError``, which the send task retries
+with backoff.
 """
 
 from __future__ import annotations
@@ -15,11 +19,19 @@ from pathlib import Path
 
 import structlog
 from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pydicom.uid import UID
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 
 from service.config import PeerSettings, SenderSettings
 from service.dicom.network import client_ssl_context, nodelay_on_connection_open
-from service.errors import STATUS_SUCCESS, STORE_WARNING_STATUSES, SendError
+from service.errors import (
+    STATUS_SUCCESS,
+    STORE_WARNING_STATUSES,
+    ContextNotAcceptedError,
+    SendError,
+)
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -50,13 +62,14 @@ def send_files(
     if not paths:
         raise SendError("nothing to send: the derived series has no files")
     headers = [dcmread(path, stop_before_pixels=True) for path in paths]
-    contexts = sorted({(str(h.SOPClassUID), str(h.file_meta.TransferSyntaxUID)) for h in headers})
+    preferences = proposed_syntaxes(peer, {str(h.file_meta.TransferSyntaxUID) for h in headers})
     ae = AE(ae_title=sender.ae_title)
     ae.network_timeout = sender.network_timeout_s
     ae.acse_timeout = sender.acse_timeout_s
     ae.dimse_timeout = sender.dimse_timeout_s
-    for sop_class, transfer_syntax in contexts:
-        ae.add_requested_context(sop_class, transfer_syntax)
+    for sop_class in sorted({str(h.SOPClassUID) for h in headers}):
+        for transfer_syntax in preferences:
+            ae.add_requested_context(sop_class, transfer_syntax)
     tls_args = (client_ssl_context(peer.tls), peer.host) if peer.tls is not None else None
     try:
         assoc = ae.associate(
@@ -81,7 +94,15 @@ def send_files(
         for done, path in enumerate(paths, start=1):
             if on_stored is not None:
                 on_stored(done - 1)
-            status = assoc.send_c_store(path)
+            try:
+                status = assoc.send_c_store(_in_accepted_syntax(assoc, path, preferences))
+            except ContextNotAcceptedError:
+                # The peer accepted no presentation context for this SOP class (e.g. a PACS
+                # without SR or Encapsulated PDF storage; PS3.8 9.3.2.2).
+                sop_class = headers[done - 1].SOPClassUID
+                label = f"{sop_class.name} not accepted (a report? see send_quality_report)"
+                failures[label] = failures.get(label, 0) + 1
+                continue
             code = int(status.Status) if "Status" in status else None
             if code == STATUS_SUCCESS:
                 continue
@@ -104,3 +125,41 @@ def send_files(
         "series_sent", destination=peer.ae_title, instances=len(paths), warnings=warnings or "none"
     )
     return SendReport(destination_ae_title=peer.ae_title, stored=len(paths), warnings=warnings)
+
+
+def proposed_syntaxes(peer: PeerSettings, file_syntaxes: set[str]) -> list[str]:
+    """The destination's preferred syntaxes, then those the files are in (duplicates dropped)."""
+    ordered = [*peer.transfer_syntaxes, *sorted(file_syntaxes)]
+    return list(dict.fromkeys(ordered))
+
+
+def _in_accepted_syntax(assoc: Association, path: Path, preferences: Sequence[str]) -> Dataset:
+    """The instance at ``path`` in the first of ``preferences`` the acceptor took for its class.
+
+    Raises:
+        SendError: No context for its SOP class was accepted, or encoding failed.
+    """
+    ds = dcmread(path)
+    sop_class = str(ds.SOPClassUID)
+    accepted = {
+        str(context.transfer_syntax[0])
+        for context in assoc.accepted_contexts
+        if str(context.abstract_syntax) == sop_class
+    }
+    chosen = next((uid for uid in preferences if uid in accepted), None)
+    if chosen is None:
+        raise ContextNotAcceptedError(
+            f"destination accepted no transfer syntax for SOP class {sop_class}"
+        )
+    current = UID(ds.file_meta.TransferSyntaxUID)
+    target = UID(chosen)
+    if target == current:
+        return ds
+    try:
+        if target.is_compressed:
+            ds.compress(target, generate_instance_uid=False)
+        else:
+            ds.file_meta.TransferSyntaxUID = target
+    except (RuntimeError, ValueError) as exc:
+        raise SendError(f"cannot encode {path.name} as {target.name}: {exc}") from exc
+    return ds

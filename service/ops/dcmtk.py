@@ -12,9 +12,13 @@ import os
 import shutil
 import socket
 import subprocess
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from subprocess import Popen
+
+from pydicom import dcmread
+from pydicom.uid import UID
 
 from service.errors import NodeError
 from service.runtime import wait_until
@@ -89,9 +93,12 @@ def storescu(
     calling_aet: str,
     host: str = "127.0.0.1",
     timeout_s: float = 600.0,
+    propose: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Send every file under ``folder`` like a scanner: dcmtk storescu, one association,
-    proposing only the presentation contexts the files need."""
+    proposing only the presentation contexts the files need. ``propose`` is storescu's option
+    for a compressed syntax (e.g. "-xt" JPEG-LS lossless); without it storescu proposes
+    uncompressed syntaxes only and would decompress compressed files first."""
     return subprocess.run(
         [
             str(dcmtk_binary("storescu")),
@@ -102,6 +109,7 @@ def storescu(
             "+sd",
             "+r",
             "-R",
+            *([propose] if propose else []),
             host,
             str(port),
             str(folder),
@@ -112,3 +120,45 @@ def storescu(
         timeout=timeout_s,
         check=False,
     )
+
+
+@dataclass(frozen=True)
+class DemoSyntax:
+    """How the demo compresses a series and how storescu must propose it."""
+
+    uid: str
+    encoder: tuple[str, ...]  # dcmtk command and options; empty: pydicom (openjpeg)
+    propose: str
+
+
+#: ``unipet-node demo --transfer-syntax``: what a scanner or archive would send.
+DEMO_SYNTAXES = {
+    "jpeg-ls": DemoSyntax("1.2.840.10008.1.2.4.80", ("dcmcjpls", "+el"), "-xt"),
+    "jpeg-ls-near": DemoSyntax("1.2.840.10008.1.2.4.81", ("dcmcjpls", "+en"), "-xu"),
+    "jpeg-lossless": DemoSyntax("1.2.840.10008.1.2.4.70", ("dcmcjpeg", "+e1"), "-xs"),
+    "rle": DemoSyntax("1.2.840.10008.1.2.5", ("dcmcrle",), "-xr"),
+    "jpeg2000": DemoSyntax("1.2.840.10008.1.2.4.90", (), "-xv"),
+}
+
+
+def compress_folder(folder: Path, syntax: DemoSyntax, timeout_s: float = 120.0) -> None:
+    """Re-encode every file in ``folder`` in place: dcmtk's encoders, or pydicom's
+    pylibjpeg-openjpeg encoder for JPEG 2000 (dcmtk cannot encode it)."""
+    for path in sorted(folder.glob("*.dcm")):
+        if syntax.encoder:
+            result = subprocess.run(
+                [str(dcmtk_binary(syntax.encoder[0])), *syntax.encoder[1:], str(path), str(path)],
+                env=dcmtk_env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise NodeError(
+                    f"{syntax.encoder[0]} failed on {path.name}: {result.stderr[-300:]}"
+                )
+            continue
+        ds = dcmread(path)
+        ds.compress(UID(syntax.uid), generate_instance_uid=False)
+        ds.save_as(path, enforce_file_format=True)

@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import dcmread
+from pydicom.uid import UID
 from rich.console import Console
 from rich.table import Table
 
 from service.config import NodeSettings, load_settings
 from service.dicom.synthetic import write_simulated_study
 from service.errors import NodeError
-from service.ops.dcmtk import start_storescp, storescu
+from service.ops.dcmtk import DEMO_SYNTAXES, compress_folder, start_storescp, storescu
 from service.pipeline.inference import simulate_study
+from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
 from service.runtime import AllInOneNode, stop_process, wait_until, worker_log_path
@@ -79,9 +81,15 @@ def start_demo_pacs(folder: Path, port: int) -> subprocess.Popen[bytes]:
     return start_storescp(folder, port, PACS_AE_TITLE)
 
 
-def store_with_storescu(folder: Path, settings: NodeSettings) -> None:
+def store_with_storescu(folder: Path, settings: NodeSettings, propose: str | None = None) -> None:
     """Send a folder to the node like a scanner does (dcmtk storescu, one association)."""
-    result = storescu(folder, settings.listener.port, settings.listener.ae_title, SCANNER_AE_TITLE)
+    result = storescu(
+        folder,
+        settings.listener.port,
+        settings.listener.ae_title,
+        SCANNER_AE_TITLE,
+        propose=propose,
+    )
     if result.returncode != 0:
         raise NodeError(f"storescu failed ({result.returncode}): {result.stderr.strip()[-500:]}")
 
@@ -107,8 +115,19 @@ def run_demo(
     timeout_s: float,
     console: Console,
     hold: Callable[[], None] | None = None,
+    transfer_syntax: str = "uncompressed",
 ) -> DemoResult:
-    """Run the demo end to end and print a summary table."""
+    """Run the demo end to end and print a summary table.
+
+    ``transfer_syntax`` other than "uncompressed" (a key of ``DEMO_SYNTAXES``) compresses the
+    sent series first, as an archive that compresses on ingest would forward it.
+    """
+    syntax = DEMO_SYNTAXES.get(transfer_syntax)
+    if syntax is None and transfer_syntax != "uncompressed":
+        raise NodeError(
+            f"unknown transfer syntax {transfer_syntax!r}; choose uncompressed or "
+            + ", ".join(DEMO_SYNTAXES)
+        )
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="unipet-demo-"))).resolve()
     timings: dict[str, float] = {}
     pacs_port = free_port()
@@ -131,9 +150,18 @@ def run_demo(
         low_dose_name = next(name for name in written if name != "full")
         sent_paths = written[low_dose_name]
         input_uid = str(dcmread(sent_paths[0], stop_before_pixels=True).SeriesInstanceUID)
+        if syntax is not None:
+            started = time.perf_counter()
+            with console.status(f"compressing the sent series as {transfer_syntax} ..."):
+                compress_folder(workdir / "study" / low_dose_name, syntax)
+            timings[f"compress ({transfer_syntax})"] = time.perf_counter() - started
         started = time.perf_counter()
         with console.status(f"sending {len(sent_paths)} instances with dcmtk storescu ..."):
-            store_with_storescu(workdir / "study" / low_dose_name, settings)
+            store_with_storescu(
+                workdir / "study" / low_dose_name,
+                settings,
+                propose=syntax.propose if syntax is not None else None,
+            )
         timings["send (storescu)"] = time.perf_counter() - started
         sent_at = time.perf_counter()
         state = StateStore(settings.database_url)
@@ -175,6 +203,7 @@ def run_demo(
             settings,
             drf_line(drf, series.drf_estimate),
         )
+        console.print(_syntax_line(state, input_uid, settings, workdir / "pacs", output_uid))
         if hold is not None:
             console.print(
                 f"status page: http://127.0.0.1:{settings.web.port}/ (also /metrics, /healthz); "
@@ -187,6 +216,29 @@ def run_demo(
             web.stop()
         node.stop()
         stop_process(pacs)
+
+
+def _syntax_line(
+    state: StateStore, input_uid: str, settings: NodeSettings, pacs: Path, output_uid: str | None
+) -> str:
+    """Transfer syntax as spooled by the listener and as stored at the PACS."""
+    instances = state.instances(input_uid)
+    if not instances:
+        return "transfer syntax: nothing received"
+    spooled = dcmread(
+        Spool(settings.spool.path).path_of(instances[0].spool_key), stop_before_pixels=True
+    )
+    received = UID(spooled.file_meta.TransferSyntaxUID).name
+    stored = "-"
+    for path in sorted(pacs.rglob("*.dcm")):
+        header = dcmread(path, stop_before_pixels=True)
+        if str(header.SeriesInstanceUID) == output_uid:
+            lossy = str(header.get("LossyImageCompression", "00") or "00")
+            stored = (
+                f"{UID(header.file_meta.TransferSyntaxUID).name}, LossyImageCompression {lossy}"
+            )
+            break
+    return f"transfer syntax received and spooled: {received}; derived at PACS: {stored}"
 
 
 def drf_line(sent_drf: float, estimate: float | None) -> str:

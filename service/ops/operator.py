@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from service.dicom.report import PDF_NAME, read_summary, report_dir
 from service.errors import InvalidTransitionError
-from service.pipeline.states import SeriesState
-from service.pipeline.store import SeriesView, StateStore
+from service.pipeline.records import SeriesUpdate, SeriesView
+from service.pipeline.states import PendingStep, SeriesState
+from service.pipeline.store import StateStore
 
 S = SeriesState
 
@@ -60,12 +63,33 @@ class SeriesSummary:
         return asdict(self)
 
 
-def status_report(state: StateStore, limit: int = 50) -> dict[str, object]:
-    """Counts per state plus the most recent series."""
+def quality_report(spool_root: Path | None, series: SeriesView) -> dict[str, object] | None:
+    """Digest of a series' quality report (SR + PDF) on the spool, or None without one.
+
+    Adds ``pdf`` (the web path of the PDF) to the digest written by the worker.
+    """
+    if spool_root is None or series.output_key is None:
+        return None
+    directory = report_dir(spool_root.resolve() / series.output_key)
+    summary = read_summary(directory)
+    if summary is None or not (directory / PDF_NAME).is_file():
+        return None
+    return {**summary, "pdf": f"/reports/{series.series_instance_uid}/{PDF_NAME}"}
+
+
+def status_report(
+    state: StateStore, limit: int = 50, spool_root: Path | None = None
+) -> dict[str, object]:
+    """Counts per state plus the most recent series (with their quality-report digest)."""
     counts = state.count_by_state()
+    series = []
+    for view in state.recent(limit):
+        row = SeriesSummary.of(view).as_dict()
+        row["quality_report"] = quality_report(spool_root, view)
+        series.append(row)
     return {
         "counts": {k.value: v for k, v in counts.items()},
-        "series": [SeriesSummary.of(s).as_dict() for s in state.recent(limit)],
+        "series": series,
         "generated_at": time.time(),
     }
 
@@ -73,7 +97,9 @@ def status_report(state: StateStore, limit: int = 50) -> dict[str, object]:
 def dead_letters(state: StateStore) -> list[SeriesSummary]:
     """Series whose retries are spent, plus incomplete series given up by completeness."""
     dead = state.in_states([S.DEAD])
-    incomplete = [s for s in state.in_states([S.FAILED]) if s.pending_step == "completeness"]
+    incomplete = [
+        s for s in state.in_states([S.FAILED]) if s.pending_step is PendingStep.COMPLETENESS
+    ]
     return [SeriesSummary.of(s) for s in [*dead, *incomplete]]
 
 
@@ -87,12 +113,12 @@ def replay(state: StateStore, series_uid: str) -> SeriesView:
         InvalidTransitionError: the series is not dead-lettered.
     """
     series = state.get(series_uid)
-    if series.state is S.FAILED and series.pending_step == "completeness":
-        target, step = S.RECEIVING, ""
-    elif series.state is S.DEAD and series.pending_step == "send" and series.output_key:
-        target, step = S.WRITTEN, "send"
+    if series.state is S.FAILED and series.pending_step is PendingStep.COMPLETENESS:
+        target, step = S.RECEIVING, PendingStep.NONE
+    elif series.state is S.DEAD and series.pending_step is PendingStep.SEND and series.output_key:
+        target, step = S.WRITTEN, PendingStep.SEND
     elif series.state is S.DEAD:
-        target, step = S.COMPLETE, ""
+        target, step = S.COMPLETE, PendingStep.NONE
     else:
         raise InvalidTransitionError(
             f"series {series_uid} is {series.state.value}: only dead letters can be replayed"
@@ -103,9 +129,11 @@ def replay(state: StateStore, series_uid: str) -> SeriesView:
         "replayed by operator",
         expect=[series.state],
         lease_s=0.0 if target is S.WRITTEN else None,
-        pending_step=step,
-        attempts=0,
-        last_received_at=time.time() if target is S.RECEIVING else series.last_received_at,
+        update=SeriesUpdate(
+            pending_step=step,
+            attempts=0,
+            last_received_at=time.time() if target is S.RECEIVING else series.last_received_at,
+        ),
     )
     if changed is None:
         raise InvalidTransitionError(f"series {series_uid} changed state during replay; try again")

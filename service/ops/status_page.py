@@ -10,16 +10,19 @@ may quote a value a peer sent).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from html import escape
 from importlib.resources import files
+from pathlib import Path
 from string import Template
 
 from service.config import NodeSettings
 from service.ops.health import CheckResult
-from service.ops.operator import SeriesSummary, dead_letters
+from service.ops.operator import SeriesSummary, dead_letters, quality_report
+from service.pipeline.records import SeriesView
 from service.pipeline.states import SeriesState
-from service.pipeline.store import SeriesView, StateStore
+from service.pipeline.store import StateStore
 
 __all__ = ["REFRESH_S", "last_processed", "render_status_page"]
 
@@ -81,7 +84,19 @@ def _checks_html(checks: Sequence[CheckResult]) -> str:
     )
 
 
-def _series_row(series: SeriesView) -> str:
+def _report_cell(report: dict[str, object] | None) -> str:
+    """Link to the quality report PDF, with the count of foci changed beyond the limit."""
+    if report is None:
+        return '<td class="muted">&ndash;</td>'
+    flagged = report.get("flagged_foci", 0)
+    css = "error" if flagged else ""
+    return (
+        f'<td class="{css}"><a href="{escape(str(report["pdf"]))}">PDF</a> '
+        f"{escape(str(flagged))} flagged</td>"
+    )
+
+
+def _series_row(series: SeriesView, report: dict[str, object] | None = None) -> str:
     wait = (series.completed_at - series.first_received_at) if series.completed_at else None
     end_to_end = (series.done_at - series.last_received_at) if series.done_at else None
     expected = "?" if series.expected_instances is None else str(series.expected_instances)
@@ -98,6 +113,7 @@ def _series_row(series: SeriesView) -> str:
         + f'<td class="num">{_seconds(end_to_end)}</td>'
         + f'<td class="num">{_number(series.drf_estimate)}</td>'
         + f'<td class="num">{escape(_utc(series.state_changed_at))}</td>'
+        + _report_cell(report)
         + "</tr>"
     )
 
@@ -121,12 +137,30 @@ def _dead_letters_html(items: Iterable[SeriesSummary]) -> str:
     )
 
 
+def _not_processed_html(state: StateStore) -> str:
+    """IGNORED and REJECTED series counted by reason (our own reason strings)."""
+    series = state.in_states([SeriesState.IGNORED, SeriesState.REJECTED])
+    counts = Counter((s.state.value, s.state_reason) for s in series)
+    if not counts:
+        return '<p class="muted">Every received series was denoised.</p>'
+    rows = "".join(
+        f"<tr><td>{_badge(state_value)}</td><td>{escape(_clip(reason))}</td>"
+        f'<td class="num">{n}</td></tr>'
+        for (state_value, reason), n in counts.most_common()
+    )
+    return (
+        "<table><thead><tr><th>State</th><th>Reason</th><th>Series</th></tr></thead><tbody>"
+        + rows
+        + "</tbody></table>"
+    )
+
+
 def last_processed(recent: Iterable[SeriesView]) -> SeriesView | None:
     """The most recently changed series that has a derived output on the spool."""
     return next((s for s in recent if s.output_key is not None), None)
 
 
-def _mips_html(series: SeriesView | None) -> str:
+def _mips_html(series: SeriesView | None, spool_root: Path | None = None) -> str:
     if series is None:
         return '<p class="muted">No series processed yet.</p>'
     uid = escape(series.series_instance_uid)
@@ -146,6 +180,12 @@ def _mips_html(series: SeriesView | None) -> str:
         ("Inference", _seconds(series.inference_seconds)),
         ("Grey window", "shared, from the received MIP"),
     ]
+    report = quality_report(spool_root, series)
+    if report is not None:
+        link = f'<a href="{escape(str(report["pdf"]))}">PDF</a>'
+        facts.append(
+            ("Quality report", f"{link}, {escape(str(report['flagged_foci']))} foci flagged")
+        )
     facts_html = "".join(f"<dt>{label}</dt><dd>{value}</dd>" for label, value in facts)
     return f'<div class="mips">{figures}<dl class="facts">{facts_html}</dl></div>'
 
@@ -155,9 +195,10 @@ def render_status_page(
 ) -> str:
     """The full page as a string (UTF-8 HTML)."""
     recent = state.recent(RECENT_LIMIT)
-    rows = "".join(_series_row(series) for series in recent) or (
-        '<tr><td colspan="10" class="muted">No series received yet.</td></tr>'
-    )
+    spool_root = settings.spool.path
+    rows = "".join(
+        _series_row(series, quality_report(spool_root, series)) for series in recent
+    ) or ('<tr><td colspan="11" class="muted">No series received yet.</td></tr>')
     return _template().substitute(
         ae_title=escape(settings.listener.ae_title),
         listener_port=str(settings.listener.port),
@@ -165,7 +206,8 @@ def render_status_page(
         generated=escape(_utc(time.time())),
         counts=_counts_html(state.count_by_state()),
         checks=_checks_html(checks),
-        mips=_mips_html(last_processed(recent)),
+        mips=_mips_html(last_processed(recent), spool_root),
         series_rows=rows,
+        not_processed=_not_processed_html(state),
         dead_letters=_dead_letters_html(dead_letters(state)),
     )

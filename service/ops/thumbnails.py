@@ -26,8 +26,9 @@ from matplotlib.image import imsave
 from scipy.ndimage import zoom
 
 from service.dicom.volume import load_pet_volume
+from service.pipeline.records import SeriesView
 from service.pipeline.spool import Spool
-from service.pipeline.store import SeriesView, StateStore
+from service.pipeline.store import StateStore
 
 __all__ = ["MipPair", "ThumbnailCache", "coronal_mip", "mip_png"]
 

@@ -10,6 +10,7 @@ Routes:
 * ``/``: status page (HTML, auto-refreshing).
 * ``/api/status``: the same counts and recent series as ``unipet-node status --json``.
 * ``/thumbnails/<series_uid>/before.png`` and ``.../after.png``: coronal MIPs.
+* ``/reports/<series_uid>/report.pdf``: the quality report PDF of a derived series.
 * ``/metrics``: Prometheus text format, every process of this host (``service.metrics``).
 * ``/healthz``: broker, spool watermark, worker heartbeat; JSON, 200 or 503.
 * ``/readyz``: state database and listener port; JSON, 200 or 503.
@@ -34,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from service import metrics
 from service.config import NodeSettings
 from service.dicom.network import connect_host
+from service.dicom.report import PDF_NAME, report_dir
 from service.dicom.uids import validate_uid
 from service.errors import InvalidUidError, PetHeaderError, SeriesNotFoundError
 from service.ops.health import DEFAULT_CACHE_S, CheckResult, HealthChecker
@@ -48,6 +50,7 @@ __all__ = ["WebServer", "start_web"]
 log = structlog.stdlib.get_logger(__name__)
 
 _THUMBNAIL_PATH = re.compile(r"^/thumbnails/([0-9.]{1,64})/(before|after)\.png$")
+_REPORT_PATH = re.compile(r"^/reports/([0-9.]{1,64})/report\.pdf$")
 _SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; style-src 'self'",
     "X-Content-Type-Options": "nosniff",
@@ -94,7 +97,9 @@ class _App:
         simple: dict[str, Callable[[], _Response]] = {
             "/": self._page,
             "/index.html": self._page,
-            "/api/status": lambda: _json(HTTPStatus.OK, status_report(self.state)),
+            "/api/status": lambda: _json(
+                HTTPStatus.OK, status_report(self.state, spool_root=self.spool.root)
+            ),
             "/static/status.css": lambda: _Response(
                 HTTPStatus.OK, self.stylesheet, "text/css; charset=utf-8"
             ),
@@ -109,6 +114,9 @@ class _App:
         match = _THUMBNAIL_PATH.match(path)
         if match is not None:
             return self._thumbnail(match.group(1), match.group(2))
+        match = _REPORT_PATH.match(path)
+        if match is not None:
+            return self._report_pdf(match.group(1))
         return _Response(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
 
     def _page(self) -> _Response:
@@ -134,6 +142,21 @@ class _App:
             return _Response(HTTPStatus.INTERNAL_SERVER_ERROR, b"cannot render\n", "text/plain")
         body = pair.before_png if which == "before" else pair.after_png
         return _Response(HTTPStatus.OK, body, "image/png", {"Cache-Control": "max-age=300"})
+
+    def _report_pdf(self, series_uid: str) -> _Response:
+        """The quality report PDF (UIDs and numbers only, no patient identifiers)."""
+        not_found = _Response(HTTPStatus.NOT_FOUND, b"no quality report\n", "text/plain")
+        try:
+            series = self.state.get(validate_uid(series_uid, "SeriesInstanceUID"))
+        except (InvalidUidError, SeriesNotFoundError):
+            return not_found
+        if series.output_key is None:
+            return not_found
+        try:
+            pdf = (report_dir(self.spool.path_of(series.output_key)) / PDF_NAME).read_bytes()
+        except (OSError, ValueError):
+            return not_found
+        return _Response(HTTPStatus.OK, pdf, "application/pdf")
 
     def close(self) -> None:
         self.checker.close()

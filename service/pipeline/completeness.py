@@ -22,7 +22,8 @@ import structlog
 
 from service import metrics
 from service.config import NodeSettings
-from service.pipeline.states import SeriesState
+from service.pipeline.records import SeriesUpdate
+from service.pipeline.states import PendingStep, SeriesState
 from service.pipeline.store import StateStore
 
 log = structlog.stdlib.get_logger(__name__)
@@ -140,9 +141,13 @@ class CompletenessWatcher:
                 decision.reason,
                 expect=[SeriesState.RECEIVING],
                 now=now,
-                completeness_reason=decision.reason,
-                completed_at=now,
-                pending_step="" if decision.complete else "completeness",
+                update=SeriesUpdate(
+                    completeness_reason=decision.reason,
+                    completed_at=now,
+                    pending_step=(
+                        PendingStep.NONE if decision.complete else PendingStep.COMPLETENESS
+                    ),
+                ),
             )
             if changed is None:
                 continue

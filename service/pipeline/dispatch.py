@@ -20,10 +20,11 @@ import structlog
 from service import metrics
 from service.config import NodeSettings
 from service.pipeline.completeness import CompletenessWatcher
+from service.pipeline.records import SeriesUpdate, SeriesView
 from service.pipeline.retention import purge_expired
 from service.pipeline.spool import Spool
-from service.pipeline.states import SeriesState
-from service.pipeline.store import SeriesView, StateStore
+from service.pipeline.states import PendingStep, SeriesState
+from service.pipeline.store import StateStore
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -62,9 +63,9 @@ class Dispatcher:
         self.enqueue_denoise = enqueue_denoise
         self.enqueue_send = enqueue_send
 
-    def run_once(self, now: float) -> list[tuple[str, str]]:
+    def run_once(self, now: float) -> list[tuple[str, PendingStep]]:
         """One pass; returns (series UID, job) for every message it sent."""
-        sent: list[tuple[str, str]] = []
+        sent: list[tuple[str, PendingStep]] = []
         requeue_s = self.settings.queue.requeue_after_s
         for series in self.state.in_states([S.COMPLETE]):
             if self.state.transition(
@@ -74,9 +75,9 @@ class Dispatcher:
                 expect=[S.COMPLETE],
                 lease_s=requeue_s,
                 now=now,
-                pending_step="denoise",
+                update=SeriesUpdate(pending_step=PendingStep.DENOISE),
             ) and self._publish(series.series_instance_uid, S.QUEUED, self.enqueue_denoise, now):
-                sent.append((series.series_instance_uid, "denoise"))
+                sent.append((series.series_instance_uid, PendingStep.DENOISE))
         for series in self.state.in_states(
             [S.QUEUED, S.PROCESSING, S.FAILED, S.WRITTEN, S.SENDING]
         ):
@@ -88,20 +89,20 @@ class Dispatcher:
         metrics.dead_letter_series.set(counts[S.DEAD])
         return sent
 
-    def _requeue_if_expired(self, series: SeriesView, now: float) -> str | None:
+    def _requeue_if_expired(self, series: SeriesView, now: float) -> PendingStep | None:
         """Queue the pending step again when its lease ran out (holder died, message lost)."""
         if series.lease_expires_at is None or series.lease_expires_at > now:
             return None
-        if series.pending_step == "denoise":
+        if series.pending_step is PendingStep.DENOISE:
             target, enqueue = S.QUEUED, self.enqueue_denoise
-        elif series.pending_step == "send":
+        elif series.pending_step is PendingStep.SEND:
             target, enqueue = S.WRITTEN, self.enqueue_send
         else:
             return None
         changed = self.state.transition(
             series.series_instance_uid,
             target,
-            f"lease expired in {series.state.value}: {series.pending_step} queued again",
+            f"lease expired in {series.state.value}: {series.pending_step.value} queued again",
             expect=[series.state],
             lease_s=self.settings.queue.requeue_after_s,
             now=now,
@@ -111,7 +112,7 @@ class Dispatcher:
         log.warning(
             "series_requeued",
             series_uid=series.series_instance_uid,
-            step=series.pending_step,
+            step=series.pending_step.value,
             from_state=series.state.value,
         )
         if not self._publish(series.series_instance_uid, target, enqueue, now):

@@ -209,6 +209,45 @@ def shipped_weights() -> Path | None:
     return candidates[-1] if candidates else None
 
 
+def model_card_path(settings: ModelSettings, algorithm: AlgorithmIdentity) -> Path | None:
+    """The model card beside the weights that made ``algorithm``, if it is a UniPET network.
+
+    The caller still checks that the card names the same weights hash.
+    """
+    if settings.backend == "gaussian" or algorithm.name != "UniPET":
+        return None
+    weights = settings.weights or shipped_weights()
+    return None if weights is None else weights.with_suffix(".json")
+
+
+#: What a card that names no tracer was trained on (UniPET's simulation default, F-18 FDG).
+DEFAULT_TRAINED_TRACER = "fdg"
+
+
+def trained_tracers(settings: ModelSettings) -> frozenset[str]:
+    """Tracers the model card of the configured weights lists in its training data.
+
+    The card's ``data.tracer`` and each ``data.extra_datasets[].tracer`` (canonical lower-case
+    names such as "fdg"); F-18 FDG when there are no weights, no card, or it names none.
+    """
+    weights = settings.weights or shipped_weights()
+    card_path = weights.with_suffix(".json") if weights is not None else None
+    if card_path is None or not card_path.is_file():
+        return frozenset({DEFAULT_TRAINED_TRACER})
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model.weights: unreadable model card {card_path}: {exc}") from exc
+    data = card.get("data") if isinstance(card, dict) else None
+    datasets = [data, *data.get("extra_datasets", [])] if isinstance(data, dict) else []
+    tracers = {
+        str(item["tracer"]).strip().lower()
+        for item in datasets
+        if isinstance(item, dict) and item.get("tracer")
+    }
+    return frozenset(tracers or {DEFAULT_TRAINED_TRACER})
+
+
 def load_denoiser(settings: ModelSettings) -> Denoiser:
     """Build the configured denoiser once per process.
 

@@ -20,8 +20,10 @@ from service.dicom.sender import send_files
 from service.dicom.volume import load_pet_volume
 from service.dicom.writer import DerivedSeriesOptions, write_derived_series
 from service.errors import InvalidTransitionError, SendError
-from service.pipeline.states import SeriesState
-from service.pipeline.store import SeriesView
+from service.pipeline.deliveries import DeliveryState
+from service.pipeline.records import DerivedOutput, SeriesUpdate, SeriesView
+from service.pipeline.reporting import report_paths_for, write_report
+from service.pipeline.states import PendingStep, SeriesState
 from service.pipeline.worker_context import WorkerContext
 
 log = structlog.stdlib.get_logger(__name__)
@@ -63,6 +65,7 @@ def destinations_for(settings: NodeSettings, series: SeriesView) -> list[Destina
             host=peer.host,
             port=peer.port,
             tls=peer.tls,
+            transfer_syntaxes=peer.transfer_syntaxes,
         )
     ]
 
@@ -76,7 +79,7 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         expect=[S.QUEUED, S.FAILED],
         lease_s=lease_s,
         reason="worker started denoising",
-        step="denoise",
+        step=PendingStep.DENOISE,
     )
     if claimed is None:
         current = ctx.state.get(series_uid).state
@@ -99,21 +102,26 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
             series_number_offset=ctx.settings.output.series_number_offset,
         ),
     )
+    write_report(ctx, claimed, volume, result, derived)
     written = ctx.state.transition(
         series_uid,
         S.WRITTEN,
         f"{len(derived.paths)} instances written by {result.algorithm.name}",
         expect=[S.PROCESSING],
         lease_s=ctx.settings.queue.requeue_after_s,
-        output_series_uid=str(derived.series_instance_uid),
-        output_key=ctx.spool.key_of(derived.directory),
-        output_instances=len(derived.paths),
-        algorithm=f"{result.algorithm.name} {result.algorithm.software_versions}"[:128],
-        drf_estimate=result.drf_estimate,
-        inference_seconds=result.seconds,
-        written_at=time.time(),
-        pending_step="send",
-        last_error="",
+        update=SeriesUpdate(
+            output=DerivedOutput(
+                series_uid=str(derived.series_instance_uid),
+                key=ctx.spool.key_of(derived.directory),
+                instances=len(derived.paths),
+                algorithm=f"{result.algorithm.name} {result.algorithm.software_versions}"[:128],
+                drf_estimate=result.drf_estimate,
+                inference_seconds=result.seconds,
+                written_at=time.time(),
+            ),
+            pending_step=PendingStep.SEND,
+            last_error="",
+        ),
     )
     if written is None:
         # Re-opened by new instances while we worked: this output is stale; the next run
@@ -121,7 +129,7 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         metrics.series_processed_total.labels(outcome="superseded").inc()
         return StepOutcome(series_uid, False, "series changed while processing; result dropped")
     metrics.series_processed_total.labels(outcome="written").inc()
-    ctx.state.ensure_deliveries(
+    ctx.state.deliveries.ensure(
         series_uid, [d.name for d in _destinations_or_empty(ctx.settings, written)]
     )
     log.info(
@@ -154,32 +162,33 @@ def deliver(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         expect=[S.WRITTEN, S.FAILED],
         lease_s=ctx.settings.queue.job_lease_s,
         reason="sending derived series",
-        step="send",
+        step=PendingStep.SEND,
     )
     if claimed is None:
         current = ctx.state.get(series_uid).state
         return StepOutcome(series_uid, False, f"nothing to do: series is {current.value}")
     destinations = destinations_for(ctx.settings, claimed)
-    ctx.state.ensure_deliveries(series_uid, [d.name for d in destinations])
-    already = ctx.state.deliveries(series_uid)
+    ctx.state.deliveries.ensure(series_uid, [d.name for d in destinations])
+    already = ctx.state.deliveries.sent_to(series_uid)
     if claimed.output_key is None:
         raise InvalidTransitionError(f"series {series_uid} is {claimed.state.value} without output")
     paths = sorted(ctx.spool.path_of(claimed.output_key).glob("*.dcm"))
     errors: list[str] = []
     for destination in destinations:
-        if already.get(destination.name, ("PENDING",))[0] == "SENT":
+        if destination.name in already:
             continue
         try:
-            send_files(paths, destination, ctx.settings.sender)
+            reports = report_paths_for(ctx.spool, claimed.output_key, destination)
+            send_files([*paths, *reports], destination, ctx.settings.sender)
         except SendError as exc:
             metrics.send_attempts_total.labels(
                 destination=destination.name, outcome="failure"
             ).inc()
-            ctx.state.mark_delivery(series_uid, destination.name, "FAILED", str(exc))
+            ctx.state.deliveries.mark(series_uid, destination.name, DeliveryState.FAILED, str(exc))
             errors.append(f"{destination.name}: {exc}")
             continue
         metrics.send_attempts_total.labels(destination=destination.name, outcome="success").inc()
-        ctx.state.mark_delivery(series_uid, destination.name, "SENT")
+        ctx.state.deliveries.mark(series_uid, destination.name, DeliveryState.SENT)
     if errors:
         raise SendError("; ".join(errors))
     now = time.time()
@@ -189,9 +198,7 @@ def deliver(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         f"stored at {', '.join(d.name for d in destinations)}",
         expect=[S.SENDING],
         now=now,
-        done_at=now,
-        pending_step="",
-        last_error="",
+        update=SeriesUpdate(done_at=now, pending_step=PendingStep.NONE, last_error=""),
     )
     if done is not None:
         metrics.end_to_end_seconds.observe(now - done.last_received_at)

@@ -24,7 +24,7 @@ from service.config import NodeSettings
 from service.dicom import pet
 from service.dicom.network import server_ssl_context
 from service.dicom.parsing import ACCEPTED_TRANSFER_SYNTAXES, parse_dataset
-from service.dicom.selection import Outcome, assess_instance
+from service.dicom.selection import REASON_CODES, Outcome, TracerPolicy, assess_instance
 from service.dicom.uids import validate_uid
 from service.errors import (
     STATUS_SUCCESS,
@@ -44,9 +44,11 @@ from service.pipeline.admission import (
     CapacityCheck,
     install_admission,
 )
+from service.pipeline.inference import trained_tracers
+from service.pipeline.records import ReceivedInstance
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
-from service.pipeline.store import ReceivedInstance, StateStore
+from service.pipeline.store import StateStore
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -84,6 +86,10 @@ class StoreHandler:
             max_used_fraction=settings.spool.max_used_fraction,
             max_waiting_series=settings.queue.max_waiting_series,
         )
+        self.tracers = TracerPolicy(
+            trained=trained_tracers(settings.model),
+            tolerated=frozenset(t.strip().lower() for t in settings.model.tolerated_tracers),
+        )
 
     def handle_echo(self, event: Event) -> int:
         """C-ECHO: the node is up (PS3.4 Annex A)."""
@@ -120,7 +126,7 @@ class StoreHandler:
             raise SopClassMismatchError("SOP Instance UID differs from the C-STORE request")
         study_uid = validate_uid(ds.get("StudyInstanceUID", ""), "StudyInstanceUID")
         series_uid = validate_uid(ds.get("SeriesInstanceUID", ""), "SeriesInstanceUID")
-        eligibility = assess_instance(ds)
+        eligibility = assess_instance(ds, self.tracers)
         position: float | None
         try:
             position = pet.slice_position_mm(ds)
@@ -145,6 +151,10 @@ class StoreHandler:
                 outcome_reason=eligibility.reason,
             )
         )
+        if eligibility.outcome is not Outcome.ELIGIBLE:
+            metrics.instances_not_processed_total.labels(
+                outcome=eligibility.outcome.value, reason=eligibility.code
+            ).inc()
 
     def _refuse(
         self, exc: RefusedInstanceError, data: bytes, calling_aet: str, event: Event
@@ -221,6 +231,9 @@ def start_listener(
         metrics.instances_rejected_total.labels(reason=refusal.reason_code)
     for reason in ASSOCIATION_REFUSAL_REASONS:
         metrics.associations_rejected_total.labels(reason=reason)
+    for code in REASON_CODES[1:]:
+        for outcome in (Outcome.IGNORED, Outcome.REJECTED):
+            metrics.instances_not_processed_total.labels(outcome=outcome.value, reason=code)
     policy = AdmissionPolicy(
         allowed_calling_aets=list(settings.listener.allowed_calling_aets),
         allowed_hosts_by_aet={

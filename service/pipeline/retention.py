@@ -13,6 +13,7 @@ import shutil
 
 import structlog
 
+from service.pipeline.records import SeriesUpdate
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
@@ -41,7 +42,7 @@ def purge_expired(state: StateStore, spool: Spool, retention_days: float, now: f
             f"files purged after {retention_days:g} days of retention",
             expect=[series.state],
             now=now,
-            purged_at=now,
+            update=SeriesUpdate(purged_at=now),
         )
         if changed is not None:
             purged.append(uid)

@@ -1,7 +1,9 @@
 """Tables of the state database (SQLAlchemy ORM) and how the engine is opened.
 
-Times are seconds since the epoch (UTC) as floats: portable between SQLite and PostgreSQL and
-trivially comparable with ``time.time()`` in every process.
+The tables are created and changed only by the migrations in ``service.pipeline.migrations``:
+a change here needs a new revision there (a test compares the two). Times are seconds since
+the epoch (UTC) as floats: portable between SQLite and PostgreSQL and trivially comparable
+with ``time.time()`` in every process.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ class _Base(DeclarativeBase):
     pass
 
 
+#: The tables as the code expects them (the migrations' autogenerate target).
+metadata = _Base.metadata
+
+
 class SeriesRow(_Base):
     """One received series and where it is in its life."""
 
@@ -48,7 +54,7 @@ class SeriesRow(_Base):
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
-    pending_step: Mapped[str] = mapped_column(String(16), default="")  # "denoise" or "send"
+    pending_step: Mapped[str] = mapped_column(String(16), default="")  # a PendingStep value
     output_series_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
     output_key: Mapped[str | None] = mapped_column(Text, nullable=True)
     output_instances: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -86,7 +92,7 @@ class DeliveryRow(_Base):
         String(64), ForeignKey("series.series_instance_uid"), primary_key=True
     )
     destination: Mapped[str] = mapped_column(String(64), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), default="PENDING")
+    state: Mapped[str] = mapped_column(String(16), default="PENDING")  # a DeliveryState value
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -105,7 +111,8 @@ class TransitionRow(_Base):
     at: Mapped[float] = mapped_column(Float)
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+def sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    """Connect hook: WAL (readers never block the writer), durable commits, a busy wait."""
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
@@ -120,8 +127,7 @@ def create_state_engine(database_url: str) -> Engine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(database_url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
     else:
         engine = create_engine(database_url, pool_pre_ping=True)
-    _Base.metadata.create_all(engine)
     return engine

@@ -24,6 +24,19 @@ class SeriesState(StrEnum):
     DEAD = "DEAD"  # retries spent: visible, replayable
 
 
+class PendingStep(StrEnum):
+    """The job a series waits for (or last failed in): what a retry, requeue or replay runs.
+
+    Stored as its value in the ``series.pending_step`` column; ``NONE`` (the empty string)
+    means no job is owed: the series is receiving, or delivered.
+    """
+
+    NONE = ""
+    COMPLETENESS = "completeness"  # FAILED as incomplete: waits for more instances
+    DENOISE = "denoise"
+    SEND = "send"
+
+
 S = SeriesState
 
 ALLOWED_TRANSITIONS: dict[SeriesState, frozenset[SeriesState]] = {

@@ -4,7 +4,9 @@ Every process (listener, watcher, workers, web) opens the same database; changes
 compare-and-set updates (``UPDATE ... WHERE state IN (...)``), so two workers on two hosts can
 never both claim a series, and a duplicate Celery delivery finds nothing to do. Every state
 change is written to the ``transition`` table with time and reason: the audit trail a physicist
-asks for when a study is late.
+asks for when a study is late. Opening a store brings the database schema to the newest
+migration first (``service.pipeline.migrations``). The per-destination delivery rows are kept
+by ``DeliveryLedger`` (``StateStore.deliveries``).
 """
 
 from __future__ import annotations
@@ -12,111 +14,29 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
-from sqlalchemy import (
-    func,
-    select,
-    update,
-)
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import InvalidTransitionError, SeriesNotFoundError
-from service.pipeline.schema import (
-    DeliveryRow,
-    InstanceRow,
-    SeriesRow,
-    TransitionRow,
-    create_state_engine,
+from service.pipeline.deliveries import DeliveryLedger, reset_deliveries
+from service.pipeline.migrations import upgrade_to_head
+from service.pipeline.records import (
+    NO_UPDATE,
+    InstanceView,
+    ReceivedInstance,
+    SeriesUpdate,
+    SeriesView,
+    TransitionView,
 )
+from service.pipeline.schema import InstanceRow, SeriesRow, TransitionRow, create_state_engine
 from service.pipeline.states import (
     REOPEN_ON_NEW_INSTANCE,
     WAITING_STATES,
+    PendingStep,
     SeriesState,
     can_transition,
 )
-
-
-@dataclass(frozen=True)
-class ReceivedInstance:
-    """What the listener learnt about one stored instance (header facts only)."""
-
-    study_instance_uid: str
-    series_instance_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    calling_aet: str
-    modality: str
-    series_description: str
-    spool_key: str
-    sha256: str
-    size_bytes: int
-    slice_position_mm: float | None
-    expected_instances: int | None
-    outcome_state: SeriesState  # RECEIVING for eligible input, else IGNORED / REJECTED
-    outcome_reason: str
-
-
-@dataclass(frozen=True)
-class SeriesView:
-    """A read-only snapshot of a series row, safe to pass between layers."""
-
-    series_instance_uid: str
-    study_instance_uid: str
-    calling_aet: str
-    modality: str
-    series_description: str
-    state: SeriesState
-    state_reason: str
-    state_changed_at: float
-    expected_instances: int | None
-    received_instances: int
-    first_received_at: float
-    last_received_at: float
-    completeness_reason: str
-    completed_at: float | None
-    lease_expires_at: float | None
-    attempts: int
-    last_error: str
-    pending_step: str
-    output_series_uid: str | None
-    output_key: str | None
-    output_instances: int | None
-    algorithm: str
-    drf_estimate: float | None
-    inference_seconds: float | None
-    written_at: float | None
-    done_at: float | None
-    purged_at: float | None
-
-    @classmethod
-    def of(cls, row: SeriesRow) -> SeriesView:
-        """Snapshot an ORM row."""
-        values = {name: getattr(row, name) for name in cls.__dataclass_fields__}
-        values["state"] = SeriesState(row.state)
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class InstanceView:
-    """A read-only snapshot of an instance row."""
-
-    sop_instance_uid: str
-    sop_class_uid: str
-    spool_key: str
-    sha256: str
-    slice_position_mm: float | None
-    received_at: float
-
-
-@dataclass(frozen=True)
-class TransitionView:
-    """One entry of a series' audit trail."""
-
-    from_state: str
-    to_state: str
-    reason: str
-    at: float
 
 
 class StateStore:
@@ -124,7 +44,9 @@ class StateStore:
 
     def __init__(self, database_url: str) -> None:
         self.engine = create_state_engine(database_url)
+        upgrade_to_head(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.deliveries = DeliveryLedger(self._session)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -172,7 +94,7 @@ class StateStore:
                     last_received_at=now,
                     attempts=0,
                     last_error="",
-                    pending_step="",
+                    pending_step=PendingStep.NONE.value,
                     completeness_reason="",
                     algorithm="",
                 )
@@ -224,13 +146,7 @@ class StateStore:
                 series.last_error = ""
                 series.lease_expires_at = None
                 series.purged_at = None
-                for delivery in session.scalars(
-                    select(DeliveryRow).where(
-                        DeliveryRow.series_instance_uid == item.series_instance_uid
-                    )
-                ):
-                    delivery.state = "PENDING"
-                    delivery.attempts = 0
+                reset_deliveries(session, item.series_instance_uid)
             session.flush()
             return SeriesView.of(series)
 
@@ -256,9 +172,12 @@ class StateStore:
         expect: Iterable[SeriesState],
         lease_s: float | None = None,
         now: float | None = None,
-        **fields: object,
+        update: SeriesUpdate = NO_UPDATE,
     ) -> SeriesView | None:
         """Compare-and-set: move to ``target`` only if the series is in one of ``expect``.
+
+        The lease is set to ``lease_s`` from now (or cleared), and ``update``'s columns are
+        written in the same transaction.
 
         Returns the new snapshot, or None when the series was in another state (someone else
         got there first, or it was re-opened): the caller then does nothing.
@@ -273,10 +192,7 @@ class StateStore:
                 return None
             self._set_state(session, series, target, reason, now)
             series.lease_expires_at = None if lease_s is None else now + lease_s
-            for name, value in fields.items():
-                if not hasattr(SeriesRow, name):
-                    raise AttributeError(f"series has no field {name!r}")
-                setattr(series, name, value)
+            update.apply_to(series)
             session.flush()
             return SeriesView.of(series)
 
@@ -288,14 +204,14 @@ class StateStore:
         expect: Iterable[SeriesState],
         lease_s: float,
         reason: str,
-        step: str,
+        step: PendingStep,
         now: float | None = None,
     ) -> SeriesView | None:
         """Take a series into a leased state, also from ``target`` itself once its lease expired.
 
         This is what makes a killed worker harmless: its series stays PROCESSING with a lease
         that runs out, and the next delivery of the task claims it again. A FAILED series is
-        only claimed by the step (``denoise`` or ``send``) that failed.
+        only claimed by the step (``DENOISE`` or ``SEND``) that failed.
         """
         now = time.time() if now is None else now
         with self._session() as session:
@@ -304,56 +220,16 @@ class StateStore:
                 raise SeriesNotFoundError(f"no series {series_uid}")
             state = SeriesState(series.state)
             lease_over = series.lease_expires_at is None or series.lease_expires_at <= now
-            claimable = state in set(expect) and (
-                state is not SeriesState.FAILED or series.pending_step == step
-            )
+            same_step = PendingStep(series.pending_step) is step
+            claimable = state in set(expect) and (state is not SeriesState.FAILED or same_step)
             if not claimable and not (state is target and lease_over):
                 return None
             self._set_state(session, series, target, reason, now)
             series.lease_expires_at = now + lease_s
-            series.attempts = series.attempts + 1 if series.pending_step == step else 1
-            series.pending_step = step
+            series.attempts = series.attempts + 1 if same_step else 1
+            series.pending_step = step.value
             session.flush()
             return SeriesView.of(series)
-
-    def set_fields(self, series_uid: str, **fields: object) -> None:
-        """Update non-state fields (error text, timings) of a series."""
-        with self._session() as session:
-            result = session.execute(
-                update(SeriesRow)
-                .where(SeriesRow.series_instance_uid == series_uid)
-                .values(**fields)
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                raise SeriesNotFoundError(f"no series {series_uid}")
-
-    def ensure_deliveries(self, series_uid: str, destinations: Iterable[str]) -> None:
-        """Create the pending delivery rows of a series (idempotent)."""
-        with self._session() as session:
-            for name in destinations:
-                if session.get(DeliveryRow, (series_uid, name)) is None:
-                    session.add(DeliveryRow(series_instance_uid=series_uid, destination=name))
-
-    def mark_delivery(
-        self,
-        series_uid: str,
-        destination: str,
-        state: str,
-        error: str = "",
-        now: float | None = None,
-    ) -> None:
-        """Record the outcome of one send attempt to one destination."""
-        now = time.time() if now is None else now
-        with self._session() as session:
-            row = session.get(DeliveryRow, (series_uid, destination), with_for_update=True)
-            if row is None:
-                row = DeliveryRow(series_instance_uid=series_uid, destination=destination)
-                session.add(row)
-            row.state = state
-            row.attempts = (row.attempts or 0) + 1
-            row.last_error = error
-            if state == "SENT":
-                row.sent_at = now
 
     # -- reads --------------------------------------------------------------------------
 
@@ -437,14 +313,6 @@ class StateStore:
         return sorted(
             views, key=lambda v: (v.slice_position_mm is None, v.slice_position_mm or 0.0)
         )
-
-    def deliveries(self, series_uid: str) -> dict[str, tuple[str, int, str]]:
-        """Destination -> (state, attempts, last error) for one series."""
-        with self._session() as session:
-            rows = session.scalars(
-                select(DeliveryRow).where(DeliveryRow.series_instance_uid == series_uid)
-            ).all()
-            return {row.destination: (row.state, row.attempts, row.last_error) for row in rows}
 
     def history(self, series_uid: str) -> list[TransitionView]:
         """Audit trail of one series, oldest first."""

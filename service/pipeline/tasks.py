@@ -26,7 +26,8 @@ from service.config import NodeSettings
 from service.errors import InferenceError, InvalidTransitionError, PetHeaderError, SendError
 from service.logs import bind_series
 from service.pipeline.jobs import deliver, denoise
-from service.pipeline.states import SeriesState
+from service.pipeline.records import SeriesUpdate
+from service.pipeline.states import PendingStep, SeriesState
 from service.pipeline.worker_context import get_context, reset_process_resources
 
 log = structlog.stdlib.get_logger(__name__)
@@ -98,7 +99,7 @@ def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
 
 
 def _fail_or_die(
-    task: Task, series_uid: str, step: str, exc: BaseException, max_retries: int
+    task: Task, series_uid: str, step: PendingStep, exc: BaseException, max_retries: int
 ) -> None:
     """Record a failed attempt; schedule a retry (FAILED) or give up (DEAD)."""
     ctx = get_context()
@@ -106,7 +107,7 @@ def _fail_or_die(
     series = ctx.state.get(series_uid)
     attempt = series.attempts
     running = [SeriesState.PROCESSING, SeriesState.SENDING]
-    error = f"{step} attempt {attempt} failed: {type(exc).__name__}: {exc}"
+    error = f"{step.value} attempt {attempt} failed: {type(exc).__name__}: {exc}"
     if isinstance(exc, PERMANENT_ERRORS) or attempt > max_retries:
         verdict = "not retryable" if isinstance(exc, PERMANENT_ERRORS) else "retries spent"
         ctx.state.transition(
@@ -114,12 +115,11 @@ def _fail_or_die(
             SeriesState.DEAD,
             f"{error} ({verdict})",
             expect=running,
-            last_error=error,
-            pending_step=step,
+            update=SeriesUpdate(last_error=error, pending_step=step),
         )
         metrics.series_processed_total.labels(outcome="dead").inc()
         metrics.dead_letter_series.set(len(ctx.state.in_states([SeriesState.DEAD])))
-        log.error("series_dead", series_uid=series_uid, step=step, error=error)
+        log.error("series_dead", series_uid=series_uid, step=step.value, error=error)
         return
     countdown = backoff_s(attempt, q.retry_backoff_s, q.retry_backoff_max_s)
     ctx.state.transition(
@@ -128,12 +128,15 @@ def _fail_or_die(
         f"{error}; retry in {countdown:.0f} s",
         expect=running,
         lease_s=countdown + q.job_lease_s,
-        last_error=error,
-        pending_step=step,
+        update=SeriesUpdate(last_error=error, pending_step=step),
     )
     metrics.series_processed_total.labels(outcome="failed").inc()
     log.warning(
-        "series_retry", series_uid=series_uid, step=step, attempt=attempt, countdown_s=countdown
+        "series_retry",
+        series_uid=series_uid,
+        step=step.value,
+        attempt=attempt,
+        countdown_s=countdown,
     )
     raise task.retry(exc=exc, countdown=countdown, max_retries=None)
 
@@ -146,7 +149,9 @@ def denoise_series(self: Task, series_uid: str) -> dict[str, object]:
         try:
             outcome = denoise(ctx, series_uid)
         except (*TRANSIENT_ERRORS, *PERMANENT_ERRORS) as exc:
-            _fail_or_die(self, series_uid, "denoise", exc, ctx.settings.queue.denoise_max_retries)
+            _fail_or_die(
+                self, series_uid, PendingStep.DENOISE, exc, ctx.settings.queue.denoise_max_retries
+            )
             return {"series_uid": series_uid, "done": False, "detail": "dead"}
     if outcome.done:
         send_series.apply_async(args=[series_uid], queue=ctx.settings.queue.send_queue)
@@ -161,7 +166,9 @@ def send_series(self: Task, series_uid: str) -> dict[str, object]:
         try:
             outcome = deliver(ctx, series_uid)
         except (*TRANSIENT_ERRORS, *PERMANENT_ERRORS) as exc:
-            _fail_or_die(self, series_uid, "send", exc, ctx.settings.queue.send_max_retries)
+            _fail_or_die(
+                self, series_uid, PendingStep.SEND, exc, ctx.settings.queue.send_max_retries
+            )
             return {"series_uid": series_uid, "done": False, "detail": "dead"}
     return outcome.as_dict()
 

@@ -61,3 +61,28 @@ def test_demo_sends_a_study_through_unipet_and_shows_the_dose_estimate(tmp_path:
     assert {"listener_started", "association_requested", "series_completeness"} <= node_events
     output_uid = str(received[0].SeriesInstanceUID)
     assert any(e.get("output_series_uid") == output_uid for e in _events(worker_log))
+
+
+def test_demo_with_jpeg_ls_shows_a_compressed_study_end_to_end(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None or not Path("/usr/bin/dcmcjpls").exists():
+        pytest.skip("needs redis-server and dcmtk (apt-get install redis-server dcmtk)")
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run(
+        [
+            *("unipet-node", "demo", "--size", "tiny", "--transfer-syntax", "jpeg-ls"),
+            *("--workdir", str(tmp_path), "--timeout-s", "120"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASSED" in result.stdout
+    assert "received and spooled: JPEG-LS Lossless Image Compression" in result.stdout
+    syntaxes = {
+        str(dcmread(p, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        for p in (tmp_path / "study").rglob("*.dcm")
+    }
+    assert "1.2.840.10008.1.2.4.80" in syntaxes

@@ -27,7 +27,7 @@ ORTHANC_AET = "ORTHANC"
 class Orthanc:
     """An Orthanc server on free loopback ports with its storage in a temporary folder."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, **extra: object) -> None:
         self.dicom_port = free_port()
         self.http_port = free_port()
         folder.mkdir(parents=True, exist_ok=True)
@@ -46,6 +46,7 @@ class Orthanc:
                     "DicomCheckCalledAet": True,
                     "Plugins": [],
                     "HttpsVerifyPeers": False,
+                    **extra,
                 }
             )
         )
@@ -91,6 +92,12 @@ def orthanc(tmp_path: Path) -> Iterator[Orthanc]:
     server.stop()
 
 
+def _stored_file(orthanc: Orthanc, instance_id: str) -> bytes:
+    url = f"http://127.0.0.1:{orthanc.http_port}/instances/{instance_id}/file"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return bytes(response.read())
+
+
 def test_derived_series_arrives_in_orthanc_with_its_tags(
     node_factory: NodeFactory,
     orthanc: Orthanc,
@@ -128,11 +135,69 @@ def test_derived_series_arrives_in_orthanc_with_its_tags(
     equipment = tags["ContributingEquipmentSequence"][-1]
     assert equipment["ManufacturerModelName"] == load_denoiser(settings.model).algorithm.name
     assert tags["FrameOfReferenceUID"] == source.FrameOfReferenceUID
-    # The input series was never sent to Orthanc: only the derived series is there.
-    assert [s for s in orthanc.get("/series")] == [series_id]
+    # The input series was never sent to Orthanc: only the derived series and its quality
+    # report (SR and encapsulated PDF, same study) are there.
+    others = [s for s in orthanc.get("/series") if s != series_id]
+    modalities = sorted(orthanc.get(f"/series/{s}")["MainDicomTags"]["Modality"] for s in others)
+    assert modalities == ["DOC", "SR"]
+    assert {orthanc.get(f"/series/{s}")["ParentStudy"] for s in others} == {study["ID"]}
     # SUV from the stored output's headers equals SUV from the input's (Orthanc's own copy).
     with urllib.request.urlopen(
         f"http://127.0.0.1:{orthanc.http_port}/instances/{series['Instances'][0]}/file", timeout=5
     ) as response:
         stored = dcmread(BytesIO(response.read()))
     assert pet.suv_bw_factor(stored) == pytest.approx(pet.suv_bw_factor(source), rel=1e-9)
+
+
+def test_quality_report_is_stored_and_served_back_by_orthanc(
+    orthanc: Orthanc, tmp_path: Path
+) -> None:
+    """The SR and PDF go in the series' association; Orthanc keeps and returns them intact."""
+    from pet_samples import algorithm, make_study
+    from scipy import ndimage
+
+    from service.config import PeerSettings, SenderSettings
+    from service.dicom.report import report_dir, write_quality_report
+    from service.dicom.report_identity import ReportTimes
+    from service.dicom.sender import send_files
+    from service.dicom.synthetic import write_simulated_study
+    from service.dicom.volume import load_pet_volume
+    from service.dicom.writer import write_derived_series
+
+    received = load_pet_volume(
+        write_simulated_study(make_study(seed=9, shape=(8, 12, 12), drfs=(20.0,)), tmp_path)[
+            "drf20"
+        ]
+    )
+    derived = write_derived_series(
+        received, ndimage.gaussian_filter(received.bqml, 1.0), algorithm(), tmp_path / "out"
+    )
+    files = write_quality_report(
+        received,
+        derived.paths,
+        algorithm(),
+        report_dir(derived.directory),
+        drf_estimate=None,
+        clipped_voxels=0,
+        card=None,
+        times=ReportTimes(None, None, None, None),
+    )
+    peer = PeerSettings(ae_title=ORTHANC_AET, host="127.0.0.1", port=orthanc.dicom_port)
+    report = send_files([*derived.paths, *files.dicom_paths], peer, SenderSettings())
+    assert report.stored == len(derived.paths) + 2
+    for path in files.dicom_paths:
+        sent = dcmread(path)
+        [instance_id] = orthanc.post(
+            "/tools/find", {"Level": "Instance", "Query": {"SOPInstanceUID": sent.SOPInstanceUID}}
+        )
+        stored = dcmread(BytesIO(_stored_file(orthanc, instance_id)))
+        assert stored.SOPClassUID == sent.SOPClassUID
+        assert stored.StudyInstanceUID == derived_study_uid(derived.paths[0])
+        if "EncapsulatedDocument" in sent:
+            assert stored.EncapsulatedDocument == sent.EncapsulatedDocument
+        else:
+            assert stored.ContentSequence == sent.ContentSequence
+
+
+def derived_study_uid(path: Path) -> str:
+    return str(dcmread(path, stop_before_pixels=True).StudyInstanceUID)

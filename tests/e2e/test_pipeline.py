@@ -15,7 +15,7 @@ from service.dicom import pet
 from service.errors import SeriesNotFoundError
 from service.ops import dcmtk
 from service.pipeline.inference import load_denoiser
-from service.pipeline.states import SeriesState
+from service.pipeline.states import PendingStep, SeriesState
 from service.pipeline.store import StateStore
 from service.runtime import (
     ListenerRole,
@@ -179,7 +179,7 @@ def test_destination_down_goes_dead_and_replay_delivers(
     assert wait_state(state, uid, {SeriesState.DEAD, SeriesState.DONE}, 90) is SeriesState.DEAD
     dead = state.get(uid)
     assert "send attempt 2 failed" in dead.last_error
-    assert dead.pending_step == "send"
+    assert dead.pending_step is PendingStep.SEND
     config = write_effective_config(settings, tmp_path / "cli.yaml")
     listed = subprocess.run(
         ["unipet-node", "dead-letter", "list", "--json", "--config", str(config)],

@@ -81,16 +81,18 @@ def test_start_time_without_date_crossing_midnight() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"Units": "CNTS"}, "units CNTS not supported: no known conversion to Bq/ml"),
+        ({"Units": "CNTS"}, "units CNTS without Philips SUV"),
         ({"Units": "GML"}, "units GML not supported"),
         ({"PatientWeight": ""}, "PatientWeight"),
-        ({"PatientWeight": "0"}, "PatientWeight must be positive"),
+        ({"PatientWeight": "0"}, "PatientWeight is 0 kg: SUVbw needs the body weight"),
+        ({"PatientWeight": None}, "PatientWeight is absent"),
         ({"CorrectedImage": ["DECY", "SCAT"]}, "ATTN"),
         ({"CorrectedImage": ["ATTN"]}, "DECY"),
         ({"RadiopharmaceuticalInformationSequence": []}, "RadiopharmaceuticalInformation"),
         ({"SeriesTime": "256199"}, "SeriesTime"),
         ({"DecayCorrection": "WEIRD"}, "WEIRD"),
-        ({"SeriesTime": "080000", "AcquisitionTime": "080000"}, "after the decay reference"),
+        ({"SeriesTime": "080000", "AcquisitionTime": "080000"}, "after the START decay"),
+        ({"SeriesDate": "20240118", "AcquisitionDate": "20240118"}, "more than 10 half-lives"),
     ],
 )
 def test_missing_or_bad_quantitation_headers_are_named(

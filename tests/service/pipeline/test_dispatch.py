@@ -8,7 +8,8 @@ from state_samples import advance, instance
 
 from service.config import load_settings
 from service.pipeline.dispatch import Dispatcher
-from service.pipeline.states import SeriesState
+from service.pipeline.records import SeriesUpdate
+from service.pipeline.states import PendingStep, SeriesState
 from service.pipeline.store import StateStore
 
 S = SeriesState
@@ -50,7 +51,13 @@ def test_dead_worker_lease_is_requeued(tmp_path: Path) -> None:
     store.transition("1.2.3", S.COMPLETE, "count", expect=[S.RECEIVING])
     dispatcher.run_once(now=1000.0)
     store.claim(
-        "1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w", step="denoise", now=1001.0
+        "1.2.3",
+        S.PROCESSING,
+        expect=[S.QUEUED],
+        lease_s=10,
+        reason="w",
+        step=PendingStep.DENOISE,
+        now=1001.0,
     )
     dispatcher.run_once(now=1005.0)
     assert queue.messages == [("denoise", "1.2.3")]
@@ -65,7 +72,13 @@ def test_lost_send_message_is_requeued_as_send(tmp_path: Path) -> None:
     store.record_instance(instance("1.2.3.1"))
     advance(store, "1.2.3", S.PROCESSING)
     store.transition(
-        "1.2.3", S.WRITTEN, "w", expect=[S.PROCESSING], lease_s=50, pending_step="send", now=1000.0
+        "1.2.3",
+        S.WRITTEN,
+        "w",
+        expect=[S.PROCESSING],
+        lease_s=50,
+        update=SeriesUpdate(pending_step=PendingStep.SEND),
+        now=1000.0,
     )
     dispatcher.run_once(now=1040.0)
     assert queue.messages == []
@@ -77,7 +90,11 @@ def test_incomplete_failed_series_is_not_requeued(tmp_path: Path) -> None:
     dispatcher, store, queue = make(tmp_path)
     store.record_instance(instance("1.2.3.1"))
     store.transition(
-        "1.2.3", S.FAILED, "incomplete", expect=[S.RECEIVING], pending_step="completeness"
+        "1.2.3",
+        S.FAILED,
+        "incomplete",
+        expect=[S.RECEIVING],
+        update=SeriesUpdate(pending_step=PendingStep.COMPLETENESS),
     )
     dispatcher.run_once(now=10**10)
     assert queue.messages == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -10,10 +12,12 @@ from hypothesis import strategies as st
 from state_samples import advance, instance
 
 from service.errors import InvalidTransitionError
-from service.pipeline.states import ALLOWED_TRANSITIONS, SeriesState, can_transition
+from service.pipeline.records import DerivedOutput, SeriesUpdate
+from service.pipeline.states import ALLOWED_TRANSITIONS, PendingStep, SeriesState, can_transition
 from service.pipeline.store import StateStore
 
 S = SeriesState
+P = PendingStep
 
 
 @pytest.fixture
@@ -54,7 +58,9 @@ def test_forbidden_transition_raises(store: StateStore) -> None:
 def test_claim_respects_live_lease_and_takes_expired_one(store: StateStore) -> None:
     store.record_instance(instance("1.2.3.1"))
     store.transition("1.2.3", S.COMPLETE, "c", expect=[S.RECEIVING])
-    store.transition("1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], pending_step="denoise")
+    store.transition(
+        "1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], update=SeriesUpdate(pending_step=P.DENOISE)
+    )
 
     def claim_at(now: float) -> object:
         return store.claim(
@@ -63,7 +69,7 @@ def test_claim_respects_live_lease_and_takes_expired_one(store: StateStore) -> N
             expect=[S.QUEUED],
             lease_s=10,
             reason="worker",
-            step="denoise",
+            step=P.DENOISE,
             now=now,
         )
 
@@ -77,12 +83,20 @@ def test_claim_respects_live_lease_and_takes_expired_one(store: StateStore) -> N
 def test_failed_series_is_claimed_only_by_the_failed_step(store: StateStore) -> None:
     store.record_instance(instance("1.2.3.1"))
     store.transition("1.2.3", S.COMPLETE, "c", expect=[S.RECEIVING])
-    store.transition("1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], pending_step="denoise")
-    store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w", step="denoise")
-    store.transition("1.2.3", S.FAILED, "boom", expect=[S.PROCESSING], pending_step="denoise")
+    store.transition(
+        "1.2.3", S.QUEUED, "q", expect=[S.COMPLETE], update=SeriesUpdate(pending_step=P.DENOISE)
+    )
+    store.claim("1.2.3", S.PROCESSING, expect=[S.QUEUED], lease_s=10, reason="w", step=P.DENOISE)
+    store.transition(
+        "1.2.3",
+        S.FAILED,
+        "boom",
+        expect=[S.PROCESSING],
+        update=SeriesUpdate(pending_step=P.DENOISE),
+    )
     assert (
         store.claim(
-            "1.2.3", S.SENDING, expect=[S.WRITTEN, S.FAILED], lease_s=10, reason="s", step="send"
+            "1.2.3", S.SENDING, expect=[S.WRITTEN, S.FAILED], lease_s=10, reason="s", step=P.SEND
         )
         is None
     )
@@ -93,7 +107,7 @@ def test_failed_series_is_claimed_only_by_the_failed_step(store: StateStore) -> 
             expect=[S.QUEUED, S.FAILED],
             lease_s=10,
             reason="w",
-            step="denoise",
+            step=P.DENOISE,
         )
         is not None
     )
@@ -106,6 +120,70 @@ def test_resent_instance_reopens_a_done_series_and_keeps_history(store: StateSto
     assert reopened.state is S.RECEIVING
     assert store.history("1.2.3")[-1].reason == "re-sent instance after DONE"
     assert [h.to_state for h in store.history("1.2.3")][:2] == ["RECEIVING", "COMPLETE"]
+
+
+def test_transition_writes_the_given_columns_and_leaves_the_rest(store: StateStore) -> None:
+    store.record_instance(instance("1.2.3.1"))
+    store.transition(
+        "1.2.3",
+        S.COMPLETE,
+        "count",
+        expect=[S.RECEIVING],
+        update=SeriesUpdate(completeness_reason="count: 1 of 1", completed_at=7.0),
+    )
+    output = DerivedOutput(
+        series_uid="1.2.9",
+        key="outgoing/1.2/1.2.3/abc",
+        instances=1,
+        algorithm="UniPET 0.1.0",
+        drf_estimate=20.0,
+        inference_seconds=1.5,
+        written_at=9.0,
+    )
+    store.transition("1.2.3", S.QUEUED, "q", expect=[S.COMPLETE])
+    store.transition("1.2.3", S.PROCESSING, "w", expect=[S.QUEUED])
+    written = store.transition(
+        "1.2.3",
+        S.WRITTEN,
+        "written",
+        expect=[S.PROCESSING],
+        update=SeriesUpdate(output=output, pending_step=P.SEND, last_error=""),
+    )
+    assert written is not None
+    assert (written.output_series_uid, written.output_key, written.output_instances) == (
+        "1.2.9",
+        "outgoing/1.2/1.2.3/abc",
+        1,
+    )
+    assert (written.algorithm, written.drf_estimate, written.inference_seconds) == (
+        "UniPET 0.1.0",
+        20.0,
+        1.5,
+    )
+    assert written.written_at == 9.0 and written.pending_step is P.SEND
+    assert (written.completeness_reason, written.completed_at) == ("count: 1 of 1", 7.0)
+    assert written.done_at is None and written.purged_at is None
+    sending = store.transition("1.2.3", S.SENDING, "s", expect=[S.WRITTEN])
+    assert sending is not None and sending.pending_step is P.SEND  # no update: unchanged
+    done = store.transition(
+        "1.2.3",
+        S.DONE,
+        "stored",
+        expect=[S.SENDING],
+        update=SeriesUpdate(done_at=11.0, pending_step=P.NONE),
+    )
+    assert done is not None and done.pending_step is P.NONE and done.done_at == 11.0
+    assert done.output_series_uid == "1.2.9"
+
+
+def test_unknown_pending_step_in_the_database_is_refused_at_the_boundary(
+    store: StateStore, tmp_path: Path
+) -> None:
+    store.record_instance(instance("1.2.3.1"))
+    with closing(sqlite3.connect(tmp_path / "state.db")) as raw, raw:
+        raw.execute("UPDATE series SET pending_step = 'resize'")
+    with pytest.raises(ValueError, match="resize"):
+        store.get("1.2.3")
 
 
 def test_ignored_series_stays_ignored(store: StateStore) -> None:

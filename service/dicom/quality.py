@@ -1,0 +1,515 @@
+"""The numbers of the quality report: reference-region noise, hottest foci, dose plausibility.
+
+One module computes everything the PDF (``report_pdf``) and the SR (``report_sr``) show, so
+the two documents can never disagree. All values are SUVbw (g/ml) from each series' own
+headers (QIBA/UPICT pseudo-code in ``service.dicom.pet``); received and derived series share
+them, so the same factor applies to both.
+
+Definitions (the tests recompute them by brute force from these words):
+
+* Sphere statistics use the voxels whose centres lie within the radius of the centre and
+  inside the volume.
+* SUVpeak at a voxel: the mean of the SUV in a sphere of 1 cm^3 (radius 6.2 mm) centred on it
+  (PERCIST 1.0, Wahl et al., J Nucl Med 2009;50:122S).
+* A focus is a sphere of ``FOCUS_RADIUS_MM`` around a local maximum of the SUVpeak map of
+  either series (received or derived; so a focus the denoiser removed or created is listed
+  too); its SUVmax is the largest voxel and its SUVpeak the largest SUVpeak centred inside it.
+* The reference region is a 3 cm sphere (PERCIST's liver region): in the right liver lobe
+  where a liver can be found, otherwise in the most homogeneous large region.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+from scipy import ndimage
+
+from service.dicom import pet
+
+__all__ = [
+    "FOCUS_RADIUS_MM",
+    "PEAK_RADIUS_MM",
+    "REFERENCE_RADIUS_MM",
+    "DoseCheck",
+    "Focus",
+    "ModelCardFacts",
+    "QualityReport",
+    "ReferenceMethod",
+    "ReferenceRegion",
+    "Sphere",
+    "assess_quality",
+    "dose_check",
+    "peak_map",
+    "sphere_offsets",
+    "voxel_to_patient",
+]
+
+#: Radius of a 1 cm^3 sphere: (3 / (4 pi))^(1/3) cm.
+PEAK_RADIUS_MM = 10.0 * (3.0 / (4.0 * math.pi)) ** (1.0 / 3.0)
+#: PERCIST reference region: a 3 cm diameter sphere.
+REFERENCE_RADIUS_MM = 15.0
+#: Foci closer than this are one focus; SUVmax and SUVpeak are sought within it.
+FOCUS_RADIUS_MM = 15.0
+#: Fraction of a focus's SUVpeak that bounds the hot region it stands for.
+FOCUS_ISOCONTOUR = 0.5
+#: How many foci the report lists.
+FOCUS_COUNT = 10
+#: Liver SUVmean range accepted as liver (PERCIST reports 1.0 to 3.5 for normal livers).
+LIVER_SUV_RANGE = (1.0, 3.5)
+#: A liver candidate region must hold at least this much uniform tissue.
+LIVER_MIN_ML = 400.0
+#: Voxels within this fraction of the candidate's mean count as the same tissue.
+LIVER_UNIFORM_FRACTION = 0.25
+#: Organs tried before giving up on finding a liver.
+LIVER_MAX_REGIONS = 30
+#: Share of a liver candidate that must lie on the patient's right.
+LIVER_RIGHT_FRACTION = 0.7
+#: Below this smoothed SUV a voxel is outside the body (air, table).
+BODY_SUV = 0.2
+#: EANM FDG PET/CT guideline 2.0 (Boellaard et al., EJNMMI 2015;42:328): injected MBq/kg times
+#: minutes per bed of 7 (bed overlap up to 30 %) for a full-dose whole-body study.
+FDG_FULL_DOSE_MBQ_MIN_PER_KG = 7.0
+
+
+class ReferenceMethod(enum.Enum):
+    """How the reference region was found; the report names it."""
+
+    LIVER = "liver"
+    HOMOGENEOUS = "homogeneous"
+
+
+@dataclass(frozen=True)
+class Sphere:
+    """A sphere on the voxel grid and in patient coordinates (mm, DICOM LPS)."""
+
+    index: tuple[int, int, int]
+    centre_mm: tuple[float, float, float]
+    radius_mm: float
+
+
+@dataclass(frozen=True)
+class ReferenceRegion:
+    """Background noise before and after in one sphere."""
+
+    method: ReferenceMethod
+    sphere: Sphere
+    mean_before: float
+    sd_before: float
+    mean_after: float
+    sd_after: float
+    voxels: int
+
+    @property
+    def cov_before_pct(self) -> float:
+        """Coefficient of variation of the received series, in %."""
+        return 100.0 * self.sd_before / self.mean_before if self.mean_before > 0 else math.nan
+
+    @property
+    def cov_after_pct(self) -> float:
+        """Coefficient of variation of the derived series, in %."""
+        return 100.0 * self.sd_after / self.mean_after if self.mean_after > 0 else math.nan
+
+
+def _change_pct(before: float, after: float) -> float:
+    return 100.0 * (after - before) / before if before > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class Focus:
+    """One hot focus: SUVmax and SUVpeak in the received and in the derived series."""
+
+    rank: int
+    sphere: Sphere
+    suvmax_before: float
+    suvmax_after: float
+    suvpeak_before: float
+    suvpeak_after: float
+
+    @property
+    def suvmax_change_pct(self) -> float:
+        """(after - before) / before in %."""
+        return _change_pct(self.suvmax_before, self.suvmax_after)
+
+    @property
+    def suvpeak_change_pct(self) -> float:
+        """(after - before) / before in %."""
+        return _change_pct(self.suvpeak_before, self.suvpeak_after)
+
+    def flagged(self, limit_pct: float) -> bool:
+        """True when SUVmax or SUVpeak changed by more than ``limit_pct`` either way."""
+        changes = (self.suvmax_change_pct, self.suvpeak_change_pct)
+        return any(not math.isfinite(c) or abs(c) > limit_pct for c in changes)
+
+
+@dataclass(frozen=True)
+class ModelCardFacts:
+    """What the report quotes from the model card beside the weights."""
+
+    intended_use: str
+    trained_drf_range: tuple[float, float] | None
+
+    @classmethod
+    def from_card(cls, path: Path | None, weights_sha256: str) -> ModelCardFacts | None:
+        """Read a card, or None when there is none or it describes other weights."""
+        if path is None or not path.is_file():
+            return None
+        try:
+            card = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if not isinstance(card, dict) or card.get("weights_sha256") != weights_sha256:
+            return None
+        drfs = (card.get("data") or {}).get("training_drfs") or []
+        drf_range = (float(min(drfs)), float(max(drfs))) if drfs else None
+        return cls(intended_use=str(card.get("intended_use") or ""), trained_drf_range=drf_range)
+
+
+@dataclass(frozen=True)
+class DoseCheck:
+    """The node's DRF estimate beside the dose the headers imply."""
+
+    injected_mbq_per_kg: float | None
+    frame_duration_s: float | None
+    header_drf: float | None
+    header_note: str
+    drf_estimate: float | None
+    trained_drf_range: tuple[float, float] | None
+
+    def in_range(self, drf: float | None) -> bool | None:
+        """Whether ``drf`` lies inside the trained range (None when either is unknown)."""
+        if drf is None or self.trained_drf_range is None:
+            return None
+        low, high = self.trained_drf_range
+        return low <= drf <= high
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """Everything the quality report says about one derived series."""
+
+    suv_per_bqml: float
+    reference: ReferenceRegion
+    foci: tuple[Focus, ...]
+    change_limit_pct: float
+    clipped_voxels: int
+    dose: DoseCheck
+
+    @property
+    def flagged_foci(self) -> int:
+        """How many foci changed beyond the limit."""
+        return sum(focus.flagged(self.change_limit_pct) for focus in self.foci)
+
+    def summary(self) -> dict[str, object]:
+        """Small JSON-ready digest for the status page and ``unipet-node status``."""
+        return {
+            "reference_method": self.reference.method.value,
+            "reference_cov_before_pct": round(self.reference.cov_before_pct, 2),
+            "reference_cov_after_pct": round(self.reference.cov_after_pct, 2),
+            "foci": len(self.foci),
+            "flagged_foci": self.flagged_foci,
+            "change_limit_pct": self.change_limit_pct,
+            "clipped_voxels": self.clipped_voxels,
+        }
+
+
+def sphere_offsets(radius_mm: float, spacing_mm: Sequence[float]) -> npt.NDArray[np.int64]:
+    """Voxel offsets (n, 3) whose centres lie within ``radius_mm`` of the origin."""
+    reach = [math.floor(radius_mm / s) for s in spacing_mm]
+    grids = np.meshgrid(*(np.arange(-r, r + 1) for r in reach), indexing="ij")
+    offsets = np.stack([g.ravel() for g in grids], axis=1)
+    distance_sq = sum((offsets[:, a] * spacing_mm[a]) ** 2 for a in range(3))
+    return offsets[distance_sq <= radius_mm**2 + 1e-9]
+
+
+def _ball(radius_mm: float, spacing_mm: Sequence[float]) -> npt.NDArray[np.float64]:
+    offsets = sphere_offsets(radius_mm, spacing_mm)
+    reach = offsets.max(axis=0)
+    kernel = np.zeros(tuple(int(2 * r + 1) for r in reach), dtype=np.float64)
+    kernel[tuple((offsets + reach).T)] = 1.0
+    return kernel
+
+
+def peak_map(suv: npt.NDArray[np.floating], spacing_mm: Sequence[float]) -> npt.NDArray[np.float64]:
+    """SUVpeak centred on every voxel: mean over the in-volume voxels of a 1 cm^3 sphere."""
+    kernel = _ball(PEAK_RADIUS_MM, spacing_mm)
+    values = np.asarray(suv, dtype=np.float64)
+    total = ndimage.correlate(values, kernel, mode="constant", cval=0.0)
+    count = ndimage.correlate(np.ones_like(values), kernel, mode="constant", cval=0.0)
+    return np.asarray(total / count, dtype=np.float64)
+
+
+def _sphere_mask(
+    shape: tuple[int, ...],
+    index: Sequence[int] | npt.NDArray[np.int64],
+    radius_mm: float,
+    spacing_mm: Sequence[float],
+) -> npt.NDArray[np.bool_]:
+    mask = np.zeros(shape, dtype=bool)
+    points = sphere_offsets(radius_mm, spacing_mm) + np.asarray(index)
+    inside = np.all((points >= 0) & (points < np.asarray(shape)), axis=1)
+    mask[tuple(points[inside].T)] = True
+    return mask
+
+
+def voxel_to_patient(datasets: Sequence[Dataset], index: Sequence[int]) -> tuple[float, ...]:
+    """Patient coordinates (mm) of a voxel centre (PS3.3 C.7.6.2.1.1 equation)."""
+    k, j, i = (int(v) for v in index)
+    ds = datasets[k]
+    origin = np.asarray([float(v) for v in ds.ImagePositionPatient])
+    row_direction, column_direction = pet.image_orientation(ds)
+    row_spacing, column_spacing = (float(v) for v in ds.PixelSpacing)
+    point = origin + row_direction * i * column_spacing + column_direction * j * row_spacing
+    return tuple(float(v) for v in point)
+
+
+def _sphere(
+    datasets: Sequence[Dataset], index: Sequence[int] | npt.NDArray[np.int64], radius_mm: float
+) -> Sphere:
+    idx = (int(index[0]), int(index[1]), int(index[2]))
+    return Sphere(idx, voxel_to_patient(datasets, idx), radius_mm)  # type: ignore[arg-type]
+
+
+def _box_stats(
+    suv: npt.NDArray[np.float64], radius_mm: float, spacing_mm: Sequence[float]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Local mean and SD in a cube of the sphere's volume: fast enough to scan every centre."""
+    side_mm = (4.0 / 3.0 * math.pi * radius_mm**3) ** (1.0 / 3.0)
+    size = [max(1, round(side_mm / s)) for s in spacing_mm]
+    mean = ndimage.uniform_filter(suv, size=size, mode="nearest")
+    mean_sq = ndimage.uniform_filter(suv * suv, size=size, mode="nearest")
+    return mean, np.sqrt(np.clip(mean_sq - mean * mean, 0.0, None))
+
+
+def _patient_x_right_of_centre(
+    datasets: Sequence[Dataset], shape: tuple[int, ...]
+) -> npt.NDArray[np.bool_]:
+    """Voxels on the patient's right of the volume centre (DICOM +X is patient left)."""
+    k0, j0, i0 = (n // 2 for n in shape)
+    centre_x = voxel_to_patient(datasets, (k0, j0, i0))[0]
+    step_x = voxel_to_patient(datasets, (k0, j0, min(i0 + 1, shape[2] - 1)))[0] - centre_x
+    step_y = voxel_to_patient(datasets, (k0, min(j0 + 1, shape[1] - 1), i0))[0] - centre_x
+    i = np.arange(shape[2])[None, None, :] - i0
+    j = np.arange(shape[1])[None, :, None] - j0
+    x = centre_x + i * step_x + j * step_y
+    return np.broadcast_to(x < centre_x, shape)
+
+
+def _find_liver(
+    suv: npt.NDArray[np.float64],
+    mean: npt.NDArray[np.float64],
+    cov: npt.NDArray[np.float64],
+    candidates: npt.NDArray[np.bool_],
+    body: npt.NDArray[np.bool_],
+    right: npt.NDArray[np.bool_],
+    voxel_ml: float,
+) -> tuple[int, int, int] | None:
+    """The most homogeneous centre in a large uniform organ of liver uptake on the right."""
+    low, high = LIVER_SUV_RANGE
+    liver_like = candidates & right & (mean >= low) & (mean <= high)
+    if not liver_like.any():
+        return None
+    smoothed = ndimage.gaussian_filter(suv, sigma=2.0)
+    order = np.argsort(np.where(liver_like, cov, np.inf), axis=None)
+    tested = np.zeros(suv.shape, dtype=bool)
+    regions = 0
+    for flat in order:
+        if not liver_like.flat[flat] or regions >= LIVER_MAX_REGIONS:
+            break
+        if tested.flat[flat]:
+            continue
+        index = np.unravel_index(flat, suv.shape)
+        level = mean[index]
+        uniform = body & (np.abs(smoothed - level) <= LIVER_UNIFORM_FRACTION * level)
+        labels, _ = ndimage.label(uniform)
+        organ = labels == labels[index] if labels[index] else np.zeros_like(uniform)
+        organ.flat[flat] = True
+        tested |= organ
+        regions += 1
+        volume_ml = float(organ.sum()) * voxel_ml
+        # A uniform region that is most of the body is a phantom's body, not a liver; a
+        # midline organ (brain) is as much left as right.
+        if (
+            volume_ml >= LIVER_MIN_ML
+            and organ.sum() < 0.5 * body.sum()
+            and right[organ].mean() > LIVER_RIGHT_FRACTION
+        ):
+            return (int(index[0]), int(index[1]), int(index[2]))
+    return None
+
+
+def _reference_region(
+    before: npt.NDArray[np.float64],
+    after: npt.NDArray[np.float64],
+    datasets: Sequence[Dataset],
+    spacing_mm: Sequence[float],
+) -> ReferenceRegion:
+    """PERCIST-style reference sphere, in the right liver lobe where one can be found."""
+    body = ndimage.uniform_filter(before, size=3, mode="nearest") > BODY_SUV
+    body = ndimage.binary_fill_holes(body) if body.any() else np.ones_like(body)
+    depth = ndimage.distance_transform_edt(np.pad(body, 1), sampling=spacing_mm)[1:-1, 1:-1, 1:-1]
+    radius = min(REFERENCE_RADIUS_MM, float(depth.max()))
+    candidates = body & (depth >= radius)
+    mean, sd = _box_stats(before, radius, spacing_mm)
+    cov = np.where(mean > 0, sd / np.maximum(mean, 1e-12), np.inf)
+    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
+    right = _patient_x_right_of_centre(datasets, before.shape)
+    index = _find_liver(before, mean, cov, candidates, body, right, voxel_ml)
+    method = ReferenceMethod.LIVER
+    if index is None:
+        method = ReferenceMethod.HOMOGENEOUS
+        # Background-like: within a factor 2 of the body's median uptake, so neither cold lung
+        # nor a hot bladder.
+        level = float(np.median(mean[candidates])) if candidates.any() else 0.0
+        usable = candidates & (mean >= 0.5 * level) & (mean <= 2.0 * level)
+        flat = int(np.argmin(np.where(usable, cov, np.inf)))
+        index = tuple(int(v) for v in np.unravel_index(flat, before.shape))  # type: ignore[assignment]
+    assert index is not None
+    mask = _sphere_mask(before.shape, index, radius, spacing_mm)
+    return ReferenceRegion(
+        method=method,
+        sphere=_sphere(datasets, index, radius),
+        mean_before=float(before[mask].mean()),
+        sd_before=float(before[mask].std()),
+        mean_after=float(after[mask].mean()),
+        sd_after=float(after[mask].std()),
+        voxels=int(mask.sum()),
+    )
+
+
+def _foci(
+    before: npt.NDArray[np.float64],
+    after: npt.NDArray[np.float64],
+    datasets: Sequence[Dataset],
+    spacing_mm: Sequence[float],
+) -> tuple[Focus, ...]:
+    """The ten hottest foci of either series, at least ``FOCUS_RADIUS_MM`` apart."""
+    peak_before, peak_after = peak_map(before, spacing_mm), peak_map(after, spacing_mm)
+    combined = np.maximum(peak_before, peak_after)
+    footprint = _ball(FOCUS_RADIUS_MM, spacing_mm) > 0
+    maxima = (combined == ndimage.maximum_filter(combined, footprint=footprint)) & (combined > 0)
+    spacing = np.asarray(spacing_mm)
+    candidates = np.argwhere(maxima)
+    ordered = candidates[np.argsort(-combined[tuple(candidates.T)], kind="stable")]
+    chosen: list[npt.NDArray[np.int64]] = []
+    covered = np.zeros(combined.shape, dtype=bool)
+    for index in ordered:
+        if covered[tuple(index)]:
+            continue
+        if all(np.linalg.norm((index - c) * spacing) >= FOCUS_RADIUS_MM for c in chosen):
+            chosen.append(index)
+            if len(chosen) == FOCUS_COUNT:
+                break
+            # An extended hot region (bladder, brain) is one focus: everything connected to
+            # it above half its SUVpeak (a 50 % isocontour) is covered by it.
+            labels, _ = ndimage.label(combined >= FOCUS_ISOCONTOUR * combined[tuple(index)])
+            covered |= labels == labels[tuple(index)]
+    foci = []
+    for rank, index in enumerate(chosen, start=1):
+        mask = _sphere_mask(before.shape, index, FOCUS_RADIUS_MM, spacing_mm)
+        foci.append(
+            Focus(
+                rank=rank,
+                sphere=_sphere(datasets, index, FOCUS_RADIUS_MM),
+                suvmax_before=float(before[mask].max()),
+                suvmax_after=float(after[mask].max()),
+                suvpeak_before=float(peak_before[mask].max()),
+                suvpeak_after=float(peak_after[mask].max()),
+            )
+        )
+    return tuple(foci)
+
+
+def _is_fdg(radiopharmaceutical: Dataset) -> bool:
+    name = str(radiopharmaceutical.get("Radiopharmaceutical", "") or "").lower()
+    codes = radiopharmaceutical.get("RadiopharmaceuticalCodeSequence") or []
+    # CID 4021: 35321007 is Fluorodeoxyglucose F^18^ (SCT).
+    coded = any(str(item.get("CodeValue", "")) == "35321007" for item in codes)
+    return coded or "fdg" in name or "fluorodeoxyglucose" in name
+
+
+def dose_check(ds: Dataset, drf_estimate: float | None, card: ModelCardFacts | None) -> DoseCheck:
+    """Injected activity per kg and frame duration from the headers, and the DRF they imply.
+
+    The implied DRF compares MBq/kg x minutes per bed with the EANM full-dose figure; it is
+    only stated for FDG, the tracer that figure is for.
+    """
+    weight = float(ds.get("PatientWeight") or 0.0)
+    items = ds.get("RadiopharmaceuticalInformationSequence") or []
+    item = items[0] if items else Dataset()
+    dose_bq = float(item.get("RadionuclideTotalDose") or 0.0)
+    per_kg = dose_bq / 1e6 / weight if weight > 0 and dose_bq > 0 else None
+    duration_ms = float(ds.get("ActualFrameDuration") or 0.0)
+    duration_s = duration_ms / 1000.0 if duration_ms > 0 else None
+    header_drf: float | None = None
+    if per_kg is None or duration_s is None:
+        note = "activity, weight or frame duration missing from the headers"
+    elif not _is_fdg(item):
+        note = "no full-dose reference for this radiopharmaceutical"
+    else:
+        header_drf = FDG_FULL_DOSE_MBQ_MIN_PER_KG / (per_kg * duration_s / 60.0)
+        note = (
+            f"EANM 2015 FDG full dose {FDG_FULL_DOSE_MBQ_MIN_PER_KG:g} MBq min/kg per bed "
+            f"/ ({per_kg:.2f} MBq/kg x {duration_s / 60.0:.2f} min)"
+        )
+    return DoseCheck(
+        injected_mbq_per_kg=per_kg,
+        frame_duration_s=duration_s,
+        header_drf=header_drf,
+        header_note=note,
+        drf_estimate=drf_estimate,
+        trained_drf_range=card.trained_drf_range if card is not None else None,
+    )
+
+
+def assess_quality(
+    received_bqml: npt.NDArray[np.floating],
+    derived_bqml: npt.NDArray[np.floating],
+    datasets: Sequence[Dataset],
+    spacing_mm: Sequence[float],
+    *,
+    drf_estimate: float | None,
+    card: ModelCardFacts | None,
+    change_limit_pct: float = 10.0,
+    clipped_voxels: int | None = None,
+) -> QualityReport:
+    """Compute the quality report of one derived series against its received series.
+
+    Args:
+        received_bqml: The received volume (z, y, x) in Bq/ml, slices feet to head.
+        derived_bqml: The derived volume as stored (same grid), Bq/ml.
+        datasets: Headers of the received slices in the same order (geometry and SUV).
+        spacing_mm: (slice, row, column) spacing.
+        drf_estimate: The denoiser's DRF estimate, if it made one.
+        card: Facts from the model card, if the algorithm has one.
+        change_limit_pct: Foci whose SUVmax or SUVpeak change more than this are flagged.
+        clipped_voxels: Voxels set to 0 when writing; counted from ``derived_bqml`` if None.
+
+    Raises:
+        ValueError: The volumes differ in shape or do not match the headers.
+        PetHeaderError: The headers do not allow SUVbw.
+    """
+    if received_bqml.shape != derived_bqml.shape or len(datasets) != received_bqml.shape[0]:
+        raise ValueError(
+            f"received {received_bqml.shape}, derived {derived_bqml.shape} and "
+            f"{len(datasets)} headers do not describe one grid"
+        )
+    factor = pet.suv_bw_factor(datasets[0])
+    before = np.asarray(received_bqml, dtype=np.float64) * factor
+    after = np.asarray(derived_bqml, dtype=np.float64) * factor
+    clipped = int(np.count_nonzero(derived_bqml < 0)) if clipped_voxels is None else clipped_voxels
+    return QualityReport(
+        suv_per_bqml=factor,
+        reference=_reference_region(before, after, datasets, spacing_mm),
+        foci=_foci(before, after, datasets, spacing_mm),
+        change_limit_pct=change_limit_pct,
+        clipped_voxels=clipped,
+        dose=dose_check(datasets[0], drf_estimate, card),
+    )

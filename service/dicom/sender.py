@@ -98,13 +98,20 @@ def send_files(
         for transfer_syntax in preferences:
             ae.add_requested_context(sop_class, transfer_syntax)
     tls_args = (client_ssl_context(peer.tls), peer.host) if peer.tls is not None else None
-    assoc = ae.associate(
-        peer.host,
-        peer.port,
-        ae_title=peer.ae_title,
-        evt_handlers=[(evt.EVT_CONN_OPEN, nodelay_on_connection_open)],
-        tls_args=tls_args,
-    )
+    try:
+        assoc = ae.associate(
+            peer.host,
+            peer.port,
+            ae_title=peer.ae_title,
+            evt_handlers=[(evt.EVT_CONN_OPEN, nodelay_on_connection_open)],
+            tls_args=tls_args,
+        )
+    except OSError as exc:
+        # A host name that does not resolve (a stopped container, a DNS outage) is raised
+        # here rather than reported as a failed association: it is a failed send all the same.
+        raise SendError(
+            f"association to {peer.ae_title}@{peer.host}:{peer.port} failed: {exc}"
+        ) from exc
     if not assoc.is_established:
         _raise_not_established(assoc, peer)
     warnings: dict[str, int] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -164,12 +165,63 @@ def test_worker_healthchecks_ping_the_hostname_the_cli_gives_the_worker(
 
 def test_published_ports_are_the_documented_ones(compose: dict[str, Any]) -> None:
     published = {
-        int(port.split(":")[0]) for s in compose["services"].values() for port in s.get("ports", [])
+        int(interpolate(port).split(":")[0])
+        for s in compose["services"].values()
+        for port in s.get("ports", [])
     }
     assert published == {11112, 8080, 9090, 3000, 8042, 4242}
     doc = (ROOT / "docs" / "deployment.md").read_text()
     for port in published:
         assert str(port) in doc
+
+
+DOCKER_COMPOSE = shutil.which("docker-compose")
+
+
+@pytest.mark.skipif(
+    DOCKER_COMPOSE is None,
+    reason="docker-compose not installed (apt-get install docker-compose; scripts/install does)",
+)
+@pytest.mark.parametrize("profile", [[], ["--profile", "gpu"]], ids=["default", "gpu"])
+def test_docker_compose_accepts_the_file(profile: list[str]) -> None:
+    """The compose CLI itself parses, interpolates and validates the file (no engine needed)."""
+    result = subprocess.run(
+        [str(DOCKER_COMPOSE), "-f", str(COMPOSE), *profile, "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert EXPECTED_SERVICES - {"gpu-worker"} <= set(services)
+    if profile:
+        devices = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
+        assert devices[0]["driver"] == "nvidia"
+
+
+def test_node_containers_have_read_only_roots_and_a_tmpfs(compose: dict[str, Any]) -> None:
+    for name in NODE_SERVICES | {"redis", "prometheus"}:
+        assert compose["services"][name].get("read_only") is True, name
+    for name in NODE_SERVICES:
+        assert compose["services"][name]["tmpfs"] == ["/tmp"], name
+
+
+def test_orthanc_routes_pet_series_to_the_node_listener(compose: dict[str, Any]) -> None:
+    orthanc = json.loads((ROOT / "deploy" / "orthanc" / "unipet.json").read_text())
+    node = load_settings(ROOT / "deploy" / "node.compose.yaml")
+    assert orthanc["DicomAet"] in node.listener.allowed_calling_aets
+    assert orthanc["DicomModalities"]["unipet"] == [
+        node.listener.ae_title,
+        "listener",
+        node.listener.port,
+    ]
+    mounted = {v.split(":")[1] for v in compose["services"]["orthanc"]["volumes"] if ":" in v}
+    for script in orthanc["LuaScripts"]:
+        assert script in mounted
+        lua = (ROOT / "deploy" / "orthanc" / Path(script).name).read_text()
+        assert "function OnStableSeries" in lua
+        assert "'/modalities/' .. NODE .. '/store'" in lua
 
 
 @pytest.fixture

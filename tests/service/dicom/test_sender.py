@@ -35,6 +35,13 @@ def test_unreachable_destination_raises_send_error(study_copy: Path) -> None:
         )
 
 
+def test_unresolvable_host_name_raises_send_error(study_copy: Path) -> None:
+    """RFC 2606: ``.invalid`` never resolves, like a stopped PACS container's service name."""
+    paths = sorted((study_copy / "drf20").glob("*.dcm"))[:2]
+    with pytest.raises(SendError, match=r"association to NOBODY@pacs\.invalid"):
+        send_files(paths, PeerSettings(ae_title="NOBODY", host="pacs.invalid", port=104), SENDER)
+
+
 def test_empty_series_is_an_error() -> None:
     with pytest.raises(SendError, match="nothing to send"):
         send_files([], PeerSettings(ae_title="X", host="127.0.0.1", port=104), SENDER)

@@ -25,6 +25,26 @@ PET_IMAGE_STORAGE = PositronEmissionTomographyImageStorage
 QUALITY_REPORT_SOP_CLASSES = (Comprehensive3DSRStorage, EncapsulatedPDFStorage)
 
 
+class ListenerNode:
+    """A running listener with its spool and state store, as listener tests see it."""
+
+    def __init__(self, settings: NodeSettings) -> None:
+        from service.pipeline.listener import start_listener
+        from service.pipeline.spool import Spool
+        from service.pipeline.store import StateStore
+
+        self.settings = settings
+        self.spool = Spool(settings.spool.path)
+        self.state = StateStore(settings.database_url)
+        self.server = start_listener(settings, self.spool, self.state)
+        self.port = settings.listener.port
+
+    def stop(self) -> None:
+        """Shut the listener down and close the state store."""
+        self.server.shutdown()
+        self.state.close()
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -16,31 +16,16 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated at
     PositronEmissionTomographyImageStorage,
     Verification,
 )
-from support import free_port, wait_for
+from support import ListenerNode, free_port, wait_for
 
-from service.config import NodeSettings, load_settings
+from service.config import load_settings
 from service.errors import SeriesNotFoundError
-from service.pipeline.listener import start_listener
-from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
-from service.pipeline.store import StateStore
 
 PET = PositronEmissionTomographyImageStorage
 
 
-class Node:
-    """A listener with its spool and state, as the tests see it."""
-
-    def __init__(self, settings: NodeSettings) -> None:
-        self.settings = settings
-        self.spool = Spool(settings.spool.path)
-        self.state = StateStore(settings.database_url)
-        self.server = start_listener(settings, self.spool, self.state)
-        self.port = settings.listener.port
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.state.close()
+Node = ListenerNode
 
 
 MakeNode = Callable[..., Node]

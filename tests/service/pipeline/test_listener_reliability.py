@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.sop_class import PositronEmissionTomographyImageStorage, Verification  # type: ignore[attr-defined]  # generated at import
-from support import free_port, wait_for
+from support import ListenerNode, free_port, wait_for
 
 from service.config import NodeSettings, load_settings
 from service.errors import NodeError
@@ -29,19 +29,7 @@ from service.pipeline.store import StateStore
 PET = PositronEmissionTomographyImageStorage
 
 
-class Node:
-    """A listener with its spool and state."""
-
-    def __init__(self, settings: NodeSettings) -> None:
-        self.settings = settings
-        self.spool = Spool(settings.spool.path)
-        self.state = StateStore(settings.database_url)
-        self.server = start_listener(settings, self.spool, self.state)
-        self.port = settings.listener.port
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.state.close()
+Node = ListenerNode
 
 
 def _settings(tmp_path: Path, **listener: object) -> NodeSettings:

@@ -268,9 +268,15 @@ def redis_client_url(broker_url: str) -> str:
     The embedded broker listens on a Unix socket only; Celery and kombu write that as
     ``redis+socket:///path``, redis-py as ``unix:///path``.
     """
-    if broker_url.startswith("redis+socket://"):
-        return "unix://" + broker_url.removeprefix("redis+socket://")
-    return broker_url
+    if not broker_url.startswith("redis+socket://"):
+        return broker_url
+    path, _, query = broker_url.removeprefix("redis+socket://").partition("?")
+    # kombu names the database ``virtual_host``; redis-py names it ``db``.
+    params = [
+        f"db={value}" if key == "virtual_host" else f"{key}={value}"
+        for key, _, value in (item.partition("=") for item in query.split("&") if item)
+    ]
+    return "unix://" + path + ("?" + "&".join(params) if params else "")
 
 
 def _format_validation_error(error: ValidationError, source: str) -> str:

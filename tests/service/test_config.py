@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import redis
+from support import wait_for
 
-from service.config import load_settings
+from service.config import load_settings, redis_client_url
 from service.errors import ConfigError
 
 
@@ -67,3 +71,35 @@ def test_default_database_lives_in_the_spool(tmp_path: Path) -> None:
     assert settings.database_url == f"sqlite:///{(tmp_path / 's' / 'state.db').resolve()}"
     explicit = load_settings(state={"database_url": "postgresql://db/unipet"})
     assert explicit.database_url == "postgresql://db/unipet"
+
+
+def test_celery_socket_url_reaches_a_real_redis_through_redis_py(tmp_path: Path) -> None:
+    """The embedded broker's kombu URL (``virtual_host``) must work for the health probe."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server (apt-get install redis-server)")
+    sock = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(sock),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        assert wait_for(sock.exists, 10)
+        client = redis.Redis.from_url(redis_client_url(f"redis+socket://{sock}?virtual_host=3"))
+        try:
+            assert client.ping() is True
+            assert client.connection_pool.connection_kwargs["db"] == 3
+        finally:
+            client.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -17,7 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# The repository first, then tests/ for the fuzz generators: tests/service/ (a folder without
+# __init__.py) must not shadow the service package as a namespace package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fuzz_samples import base_instance, run_fuzz
 

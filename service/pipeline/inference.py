@@ -184,12 +184,7 @@ def _card_version(weights: Path, sha256: str) -> str:
             reason=f"no {card_path.name} beside the weights",
         )
         return node_version()
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"model.weights: unreadable model card {card_path}: {exc}") from exc
-    if not isinstance(card, dict):
-        raise ConfigError(f"model.weights: model card {card_path} is not a JSON object")
+    card = _read_card(card_path)
     if card.get("weights_sha256") != sha256:
         raise ConfigError(
             f"model.weights: model card {card_path} names SHA-256 {card.get('weights_sha256')}, "
@@ -200,6 +195,21 @@ def _card_version(weights: Path, sha256: str) -> str:
     if not isinstance(version_value, str) or not version_value:
         raise ConfigError(f"model.weights: model card {card_path} names no version")
     return version_value
+
+
+def _read_card(card_path: Path) -> dict[str, object]:
+    """The model card's JSON object; one reader for every fact the node takes from it.
+
+    Raises:
+        ConfigError: the card cannot be read or is not a JSON object.
+    """
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"model.weights: unreadable model card {card_path}: {exc}") from exc
+    if not isinstance(card, dict):
+        raise ConfigError(f"model.weights: model card {card_path} is not a JSON object")
+    return card
 
 
 def shipped_weights() -> Path | None:
@@ -234,11 +244,7 @@ def trained_tracers(settings: ModelSettings) -> frozenset[str]:
     card_path = weights.with_suffix(".json") if weights is not None else None
     if card_path is None or not card_path.is_file():
         return frozenset({DEFAULT_TRAINED_TRACER})
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"model.weights: unreadable model card {card_path}: {exc}") from exc
-    data = card.get("data") if isinstance(card, dict) else None
+    data = _read_card(card_path).get("data")
     datasets = [data, *data.get("extra_datasets", [])] if isinstance(data, dict) else []
     tracers = {
         str(item["tracer"]).strip().lower()

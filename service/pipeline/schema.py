@@ -8,6 +8,7 @@ with ``time.time()`` in every process.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from sqlalchemy import (
@@ -23,6 +24,10 @@ from sqlalchemy import (
     make_url,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random
+
+#: How long a new connection keeps trying to switch a brand-new database to WAL (seconds).
+WAL_SWITCH_TIMEOUT_S = 30.0
 
 
 class _Base(DeclarativeBase):
@@ -126,10 +131,32 @@ def sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     """
     dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    _switch_to_wal(cursor)
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """Put the database in WAL mode, waiting out processes that create it at the same moment.
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked" at once,
+    without its busy wait, when another connection is reading the brand-new file (deadlock
+    avoidance); several processes starting together hit that. Once the file is in WAL mode
+    the switch is a no-op read, so the retry only ever runs on a new database.
+    """
+    for attempt in Retrying(
+        retry=retry_if_exception(_is_locked),
+        stop=stop_after_delay(WAL_SWITCH_TIMEOUT_S),
+        wait=wait_random(0.01, 0.1),
+        reraise=True,
+    ):
+        with attempt:
+            cursor.execute("PRAGMA journal_mode=WAL")
 
 
 def _sqlite_begin_immediate(connection: Connection) -> None:

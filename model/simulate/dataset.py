@@ -101,6 +101,10 @@ def _meta(study: SimulatedStudy, drfs: Sequence[float]) -> dict[str, object]:
         "full_dose_counts": study.full_dose_counts,
         "low_dose_counts": [study.low_dose_counts[d] for d in drfs],
         "suv_per_bqml": study.suv_per_bqml,
+        "crop_origin_yx": list(study.crop_origin_yx),
+        "full_dose_counts_per_20cm": round(
+            study.full_dose_counts * 200.0 / (study.spacing_mm[0] * study.full_dose_bqml.shape[0])
+        ),
     }
 
 
@@ -109,10 +113,15 @@ def _drf_key(drf: float) -> str:
     return f"low_dose_drf{drf:g}"
 
 
-def save_study(study: SimulatedStudy, path: Path) -> dict[str, object]:
-    """Write one study to ``path`` (npz, float32 images, int16 labels); returns its metadata."""
+def save_study(
+    study: SimulatedStudy, path: Path, options: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """Write one study to ``path`` (npz, float32 images, int16 labels); returns its metadata.
+
+    ``options`` (how it was simulated) are stored with the metadata, for the cache check.
+    """
     drfs = list(study.low_dose_bqml)
-    meta = _meta(study, drfs)
+    meta = {**_meta(study, drfs), **(options or {})}
     arrays: dict[str, npt.NDArray[np.generic]] = {
         "full_dose_bqml": study.full_dose_bqml,
         "truth_bqml": study.truth_bqml,
@@ -122,6 +131,8 @@ def save_study(study: SimulatedStudy, path: Path) -> dict[str, object]:
     }
     if study.mu_map_per_cm is not None:
         arrays["mu_map_per_cm"] = study.mu_map_per_cm
+    if study.noise_free_bqml is not None:
+        arrays["noise_free_bqml"] = study.noise_free_bqml
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial.npz")
     arrays["meta_json"] = np.array(json.dumps(meta))
@@ -152,7 +163,15 @@ def load_study(path: Path) -> SimulatedStudy:
             mu_map_per_cm=npz.get("mu_map_per_cm"),
             full_dose_counts=int(meta["full_dose_counts"]),
             low_dose_counts=dict(zip(drfs, (int(c) for c in meta["low_dose_counts"]), strict=True)),
+            noise_free_bqml=npz.get("noise_free_bqml"),
+            crop_origin_yx=_pair(meta.get("crop_origin_yx", (0, 0))),
         )
+
+
+def _pair(values: Sequence[int]) -> tuple[int, int]:
+    """Two integers from a JSON list."""
+    first, second = values
+    return int(first), int(second)
 
 
 def _cached_meta(path: Path) -> dict[str, object] | None:
@@ -167,7 +186,12 @@ def _cached_meta(path: Path) -> dict[str, object] | None:
 
 
 def _matches(
-    meta: Mapping[str, object], seed: int, size: str, tracer: str, drfs: Sequence[float]
+    meta: Mapping[str, object],
+    seed: int,
+    size: str,
+    tracer: str,
+    drfs: Sequence[float],
+    options: Mapping[str, object],
 ) -> bool:
     """Whether a cached file was made with exactly these settings."""
     tracer_meta = meta.get("tracer")
@@ -178,6 +202,7 @@ def _matches(
         and meta.get("drfs") == [float(d) for d in drfs]
         and isinstance(tracer_meta, dict)
         and tracer_meta.get("tracer") == tracer
+        and all(meta.get(key, False) == value for key, value in options.items())
     )
 
 
@@ -188,21 +213,38 @@ def build_dataset(
     size: Size = "small",
     tracer: str = "fdg",
     force: bool = False,
+    held_out_scanners: bool = False,
+    noise_free: bool = False,
 ) -> Iterable[dict[str, object]]:
     """Simulate every seed of every split into ``out`` and write ``manifest.json`` at the end.
+
+    Size ``clinical`` draws a clinical scanner profile per phantom (``held_out_scanners``:
+    from the profiles no training set has); its training sections fall anywhere from neck
+    to thighs (mostly on the liver), its validation and test sections hold the liver, where
+    every noise and bias figure is measured. ``noise_free`` adds the noiseless
+    reconstruction (the lesion reference of the evaluation).
 
     Yields one manifest entry per phantom as it is done, so a CLI can report progress.
     """
     checked = validate_splits(splits)
+    options = {"held_out_scanners": held_out_scanners, "noise_free": noise_free}
     entries = []
     for split, seeds in checked.items():
         for seed in seeds:
             path = out / split / f"seed{seed:06d}_{size}_{tracer}.npz"
             meta = None if force else _cached_meta(path)
-            cached = meta is not None and _matches(meta, seed, size, tracer, drfs)
+            cached = meta is not None and _matches(meta, seed, size, tracer, drfs, options)
             if meta is None or not cached:
-                study = simulate_study(seed=seed, drfs=list(drfs), size=size, tracer=tracer)
-                meta = save_study(study, path)
+                study = simulate_study(
+                    seed=seed,
+                    drfs=list(drfs),
+                    size=size,
+                    tracer=tracer,
+                    held_out_scanners=held_out_scanners,
+                    liver_centred=None if split == "train" else True,
+                    noise_free=noise_free,
+                )
+                meta = {**save_study(study, path, options), **options}
             entry = {"split": split, "file": str(path.relative_to(out)), "cached": cached, **meta}
             entries.append(entry)
             yield entry
@@ -211,6 +253,7 @@ def build_dataset(
         "size": size,
         "tracer": tracer,
         "drfs": [float(d) for d in drfs],
+        **options,
         "splits": checked,
         "phantoms": entries,
     }

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 __all__ = ["SIZES", "Grid", "SizeSpec", "ellipsoid", "make_grid", "tube"]
 
-Size = Literal["tiny", "small", "full"]
+Size = Literal["tiny", "small", "full", "clinical"]
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
 Box = tuple[slice, slice, slice]
@@ -105,11 +105,12 @@ def _span(center: float, half: float, n: int) -> slice:
     return slice(lo, max(lo, hi))
 
 
-def make_grid(size: str, s_extent_mm: tuple[float, float]) -> Grid:
-    """Grid of the given size covering ``s`` from ``s_extent_mm[0]`` (top) to ``[1]``."""
-    if size not in SIZES:
+def make_grid(size: str | SizeSpec, s_extent_mm: tuple[float, float]) -> Grid:
+    """Grid of a study size (or an explicit spec) covering ``s`` from ``s_extent_mm[0]``
+    (top) to ``[1]``."""
+    if isinstance(size, str) and size not in SIZES:
         raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZES)}")
-    spec = SIZES[size]
+    spec = SIZES[size] if isinstance(size, str) else size
     top, bottom = s_extent_mm
     nz = math.ceil((bottom - top) / spec.slice_mm)
     return Grid(

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from model.simulate.geometry import Grid, Vec3, ellipsoid, make_grid, tube
+from model.simulate.geometry import Grid, SizeSpec, Vec3, ellipsoid, make_grid, tube
 
-__all__ = ["ORGAN_LABELS", "Patient", "draw_patient", "paint_organs"]
+__all__ = ["ORGAN_LABELS", "Patient", "draw_patient", "paint_organs", "section_grid"]
 
 ORGAN_LABELS: dict[str, int] = {
     "fat": 1,
@@ -87,6 +87,29 @@ def draw_patient(rng: np.random.Generator) -> Patient:
 def patient_grid(patient: Patient, size: str) -> Grid:
     """Grid from just above the vertex to mid-thigh of this patient."""
     return make_grid(size, (FOV_TOP_MM, FOV_BOTTOM_MM * patient.axial_scale))
+
+
+#: Liver centre of the standard adult (``s`` mm below the vertex), see ``_abdomen``.
+LIVER_S_MM = 585.0
+
+
+def section_grid(
+    patient: Patient, spec: SizeSpec, rng: np.random.Generator, liver_centred: bool
+) -> Grid:
+    """An axial section of one to two bed lengths (150-230 mm) on a clinical grid.
+
+    Clinical grids have up to 440x440 pixels of 1.65 mm: a whole body would cost minutes
+    per phantom and gigabytes per training set, while a 2.5D network only ever sees a few
+    slices. ``liver_centred`` sections hold the liver (the reference region of every
+    noise and bias figure); other sections fall anywhere from the neck to the thighs.
+    """
+    length = float(rng.uniform(150.0, 230.0))
+    if liver_centred:
+        centre = LIVER_S_MM * patient.axial_scale + float(rng.uniform(-60.0, 60.0))
+    else:
+        centre = float(rng.uniform(150.0, FOV_BOTTOM_MM - 100.0)) * patient.axial_scale
+    top = max(FOV_TOP_MM, centre - length / 2.0)
+    return make_grid(spec, (top, top + length))
 
 
 class _Painter:

@@ -27,6 +27,7 @@ class Purpose(enum.IntEnum):
     THINNING = 9
     CALIBRATION = 10
     NORMALISATION = 11
+    SECTION = 12
 
 
 def rng_for(seed: int, purpose: Purpose, *extra: int) -> np.random.Generator:

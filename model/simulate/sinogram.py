@@ -113,7 +113,8 @@ def build_sinogram_model(
     grid = phantom.grid
     dz, dy, _ = grid.spacing_mm
     support = support_mask(phantom.organ_labels)
-    projector = build_projector(support, dy, SIZES[size].n_angles, scanner.osem_subsets)
+    n_angles = scanner.n_angles if scanner.n_angles is not None else SIZES[size].n_angles
+    projector = build_projector(support, dy, n_angles, scanner.osem_subsets)
     blurred = gaussian_filter(
         phantom.truth_bqml, sigma_voxels(scanner.resolution_fwhm_mm, grid.spacing_mm)
     )

@@ -8,13 +8,32 @@ import numpy as np
 
 from model.simulate.activity import add_lesions, organ_activity
 from model.simulate.attenuation import attenuation_map
-from model.simulate.geometry import Grid
-from model.simulate.phantom import draw_patient, paint_organs, patient_grid
+from model.simulate.geometry import Grid, SizeSpec
+from model.simulate.phantom import (
+    Patient,
+    draw_patient,
+    paint_organs,
+    patient_grid,
+    section_grid,
+)
 from model.simulate.seeding import Purpose, rng_for
 from model.simulate.tracers import get_tracer
-from model.simulate.types import FloatVolume, LabelVolume, TracerDose
+from model.simulate.types import FloatVolume, LabelVolume, ScannerModel, TracerDose
 
 __all__ = ["Phantom", "make_phantom"]
+
+
+def _grid(
+    seed: int, size: str, patient: Patient, scanner: ScannerModel | None, liver_centred: bool
+) -> Grid:
+    """The whole-body grid of a fixed size, or a clinical profile's section."""
+    if size != "clinical":
+        return patient_grid(patient, size)
+    if scanner is None or scanner.matrix is None or scanner.pixel_mm is None:
+        raise ValueError("size 'clinical' needs a clinical scanner profile")
+    assert scanner.slice_mm is not None and scanner.n_angles is not None
+    spec = SizeSpec(scanner.matrix, scanner.pixel_mm, scanner.slice_mm, scanner.n_angles)
+    return section_grid(patient, spec, rng_for(seed, Purpose.SECTION), liver_centred)
 
 
 @dataclass(frozen=True)
@@ -31,13 +50,23 @@ class Phantom:
     tracer: TracerDose
 
 
-def make_phantom(seed: int, size: str, tracer: str = "fdg") -> Phantom:
-    """Draw patient, anatomy, uptake, texture, lesions and mu-map for one seed."""
+def make_phantom(
+    seed: int,
+    size: str,
+    tracer: str = "fdg",
+    scanner: ScannerModel | None = None,
+    liver_centred: bool = True,
+) -> Phantom:
+    """Draw patient, anatomy, uptake, texture, lesions and mu-map for one seed.
+
+    Size ``clinical`` takes its grid from ``scanner`` (a clinical profile) and covers an
+    axial section (``model.simulate.phantom.section_grid``), liver-centred or not.
+    """
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     spec = get_tracer(tracer)
     patient = draw_patient(rng_for(seed, Purpose.PATIENT))
-    grid = patient_grid(patient, size)
+    grid = _grid(seed, size, patient, scanner, liver_centred)
     labels = paint_organs(grid, patient, rng_for(seed, Purpose.ANATOMY))
     dose_rng = rng_for(seed, Purpose.TRACER)
     organ_suv = spec.draw_suv(dose_rng)

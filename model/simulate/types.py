@@ -53,6 +53,15 @@ class ScannerModel:
     postfilter_fwhm_mm: float
     scatter_fraction: float
     randoms_fraction: float
+    # Clinical profiles only (size "clinical"): the reconstruction grid and angular sampling
+    # the profile draws, and the count level relative to the reference acquisition
+    # (``model.simulate.scanner.liver_cov_target``). None for the fixed study sizes tiny/small/full.
+    matrix: int | None = None
+    pixel_mm: float | None = None
+    slice_mm: float | None = None
+    n_angles: int | None = None
+    reference_liver_cov: float | None = None
+    bed_time_factor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,10 @@ class SimulatedStudy:
     mu_map_per_cm: FloatVolume | None = None  # 511 keV attenuation map used for AC
     full_dose_counts: int = 0  # prompts (trues + scatter + randoms) in the full-dose data
     low_dose_counts: Mapping[float, int] = field(default_factory=dict)  # prompts per DRF
+    noise_free_bqml: FloatVolume | None = None  # OSEM of the expected (noiseless) data
+    # Clinical grids are stored cropped in-plane to the body: the row and column of the
+    # crop's first pixel in the scanner's full matrix (0, 0 when not cropped).
+    crop_origin_yx: tuple[int, int] = (0, 0)
 
     @property
     def suv_per_bqml(self) -> float:

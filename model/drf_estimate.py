@@ -8,9 +8,15 @@ i.e. the scanner's post-filter) and the log mean activity concentration in the b
 scale with it). A least-squares fit of log(DRF) on them over training phantoms is the
 calibration; it is stored in the weights file, so any backend can report an estimate.
 
+Across scanners the same counts give more noise per voxel in smaller voxels, so a
+calibration fitted over several voxel grids also reads the log pixel size and log slice
+thickness (``VOXEL_FEATURE_NAMES``); it then needs the volume's spacing. A calibration keeps
+the names of its features, so weights calibrated on one grid (``FEATURE_NAMES``) still load.
+
 The statistic uses only the image, not the network, so it is the same whether the model is
 UniPET, the vanilla backbone or a DRF-specific baseline. It inherits the simulation's count
-calibration: on real scanners it must be refitted on real data before being trusted.
+calibration (full dose = a standard clinical acquisition of the simulated protocols): on
+real scanners it should be checked against real full-dose data before being trusted.
 """
 
 from __future__ import annotations
@@ -24,23 +30,47 @@ import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
 
-__all__ = ["FEATURE_NAMES", "DrfCalibration", "fit_drf_calibration", "noise_features"]
+__all__ = [
+    "FEATURE_NAMES",
+    "VOXEL_FEATURE_NAMES",
+    "DrfCalibration",
+    "fit_drf_calibration",
+    "noise_features",
+]
 
 FEATURE_NAMES = ("log_rel_hp3", "log_rel_hp5", "log_rel_hpz", "log_mean_bqml", "one")
+VOXEL_FEATURE_NAMES = (
+    "log_rel_hp3",
+    "log_rel_hp5",
+    "log_rel_hpz",
+    "log_mean_bqml",
+    "log_pixel_mm",
+    "log_slice_mm",
+    "one",
+)
+KNOWN_FEATURE_SETS = (FEATURE_NAMES, VOXEL_FEATURE_NAMES)
 BODY_SUV_SMOOTH = 0.5
 
 
 def noise_features(
-    volume_bqml: npt.NDArray[np.floating], suv_per_bqml: float
+    volume_bqml: npt.NDArray[np.floating],
+    suv_per_bqml: float,
+    spacing_mm: tuple[float, float, float] | None = None,
+    names: tuple[str, ...] = FEATURE_NAMES,
 ) -> npt.NDArray[np.float64]:
-    """The features of :data:`FEATURE_NAMES` for one (z, y, x) volume.
+    """The features ``names`` (one of the known sets) of one (z, y, x) volume.
 
     The body is where the 7x7 in-plane mean exceeds ``BODY_SUV_SMOOTH`` SUV, eroded so edges
     of the body do not count as noise; medians keep lesions and organ edges from dominating.
 
     Raises:
-        ValueError: the volume has no body voxels.
+        ValueError: the volume has no body voxels; voxel features without ``spacing_mm``;
+            an unknown feature set.
     """
+    if names not in KNOWN_FEATURE_SETS:
+        raise ValueError(f"unknown DRF feature set {names}")
+    if "log_pixel_mm" in names and spacing_mm is None:
+        raise ValueError("this DRF calibration reads the voxel size: spacing_mm is needed")
     volume = np.asarray(volume_bqml, dtype=np.float32)
     smooth = ndimage.uniform_filter(volume, (1, 7, 7))
     body = ndimage.binary_erosion(smooth * suv_per_bqml > BODY_SUV_SMOOTH, np.ones((1, 7, 7)))
@@ -52,6 +82,9 @@ def noise_features(
         relative = np.abs(high_pass[body]) / smooth[body]
         feats.append(math.log(float(np.median(relative)) + 1e-12))
     feats.append(math.log(float(volume[body].mean(dtype=np.float64))))
+    if spacing_mm is not None and "log_pixel_mm" in names:
+        feats.append(math.log(math.sqrt(spacing_mm[1] * spacing_mm[2])))
+        feats.append(math.log(spacing_mm[0]))
     feats.append(1.0)
     return np.asarray(feats, dtype=np.float64)
 
@@ -63,17 +96,33 @@ class DrfCalibration:
     coefficients: tuple[float, ...]
     n_volumes: int
     loo_median_factor_error: float  # leave-one-phantom-out median of max(est/true, true/est)
+    features: tuple[str, ...] = FEATURE_NAMES
 
-    def estimate(self, volume_bqml: npt.NDArray[np.floating], suv_per_bqml: float) -> float:
-        """Estimated DRF of one volume, at least 1 (no image is less noisy than full dose)."""
-        log_drf = float(noise_features(volume_bqml, suv_per_bqml) @ np.asarray(self.coefficients))
+    @property
+    def needs_spacing(self) -> bool:
+        """Whether :meth:`estimate` needs the voxel spacing."""
+        return "log_pixel_mm" in self.features
+
+    def estimate(
+        self,
+        volume_bqml: npt.NDArray[np.floating],
+        suv_per_bqml: float,
+        spacing_mm: tuple[float, float, float] | None = None,
+    ) -> float:
+        """Estimated DRF of one volume, at least 1 (no image is less noisy than full dose).
+
+        Raises:
+            ValueError: no body voxels, or the calibration needs ``spacing_mm``.
+        """
+        row = noise_features(volume_bqml, suv_per_bqml, spacing_mm, self.features)
+        log_drf = float(row @ np.asarray(self.coefficients))
         return max(1.0, math.exp(min(log_drf, 700.0)))
 
     def to_json(self) -> str:
         """JSON text for a weights-file header or model card."""
         return json.dumps(
             {
-                "features": list(FEATURE_NAMES),
+                "features": list(self.features),
                 "coefficients": list(self.coefficients),
                 "n_volumes": self.n_volumes,
                 "loo_median_factor_error": self.loo_median_factor_error,
@@ -88,17 +137,22 @@ class DrfCalibration:
             ValueError: the features differ from this version's.
         """
         data = json.loads(text)
-        if tuple(data["features"]) != FEATURE_NAMES:
-            raise ValueError(f"DRF calibration features {data['features']} != {FEATURE_NAMES}")
+        features = tuple(data["features"])
+        if features not in KNOWN_FEATURE_SETS or len(data["coefficients"]) != len(features):
+            raise ValueError(f"DRF calibration features {data['features']} are not known here")
         return cls(
             coefficients=tuple(float(c) for c in data["coefficients"]),
             n_volumes=int(data["n_volumes"]),
             loo_median_factor_error=float(data["loo_median_factor_error"]),
+            features=features,
         )
 
 
 def fit_drf_calibration(
-    features: npt.NDArray[np.float64], drfs: Sequence[float], groups: Sequence[int]
+    features: npt.NDArray[np.float64],
+    drfs: Sequence[float],
+    groups: Sequence[int],
+    names: tuple[str, ...] = FEATURE_NAMES,
 ) -> DrfCalibration:
     """Least-squares fit of log(DRF) on feature rows; ``groups`` (phantom seeds) for LOO error.
 
@@ -109,6 +163,8 @@ def fit_drf_calibration(
     group = np.asarray(groups)
     if features.shape[0] != target.size or group.size != target.size:
         raise ValueError("features, drfs and groups must have one row per volume")
+    if features.shape[1] != len(names):
+        raise ValueError(f"feature rows have {features.shape[1]} columns for names {names}")
     if np.unique(group).size < 2:
         raise ValueError("a DRF calibration needs at least two phantoms")
     errors = []
@@ -121,4 +177,5 @@ def fit_drf_calibration(
         coefficients=tuple(float(c) for c in coef),
         n_volumes=int(target.size),
         loo_median_factor_error=float(np.exp(np.median(errors))),
+        features=names,
     )

@@ -123,8 +123,16 @@ class Denoiser:
         """The loaded network (eval mode)."""
         return self.net
 
-    def denoise(self, volume_bqml: npt.NDArray[np.floating], suv_per_bqml: float) -> DenoisedVolume:
+    def denoise(
+        self,
+        volume_bqml: npt.NDArray[np.floating],
+        suv_per_bqml: float,
+        spacing_mm: tuple[float, float, float] | None = None,
+    ) -> DenoisedVolume:
         """Denoise a (z, y, x) volume in Bq/ml; ``suv_per_bqml`` converts it to SUV and back.
+
+        ``spacing_mm`` (z, y, x) is needed for the DRF estimate of calibrations that read the
+        voxel size; without it such an estimate is None.
 
         Raises:
             ValueError: not a finite 3D volume, or a non-positive SUV factor.
@@ -138,7 +146,7 @@ class Denoiser:
         denoised_suv = self.denoise_suv(suv)
         return DenoisedVolume(
             volume_bqml=denoised_suv / np.float32(suv_per_bqml),
-            drf_estimate=self.estimate_drf(volume_bqml, suv_per_bqml),
+            drf_estimate=self.estimate_drf(volume_bqml, suv_per_bqml, spacing_mm),
             seconds=time.perf_counter() - start,
             device=str(self.device),
             version=self.version,
@@ -146,13 +154,17 @@ class Denoiser:
         )
 
     def estimate_drf(
-        self, volume_bqml: npt.NDArray[np.floating], suv_per_bqml: float
+        self,
+        volume_bqml: npt.NDArray[np.floating],
+        suv_per_bqml: float,
+        spacing_mm: tuple[float, float, float] | None = None,
     ) -> float | None:
-        """Calibrated DRF estimate; None without a calibration or without body voxels."""
+        """Calibrated DRF estimate; None without a calibration, without body voxels, or
+        without the spacing a voxel-size calibration needs."""
         if self.drf_calibration is None:
             return None
         try:
-            return self.drf_calibration.estimate(volume_bqml, suv_per_bqml)
+            return self.drf_calibration.estimate(volume_bqml, suv_per_bqml, spacing_mm)
         except ValueError:
             return None
 

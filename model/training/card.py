@@ -79,7 +79,7 @@ def training_card(
             seed=config.seed,
             iterations=Iterations(config.stage1_steps, config.stage2_steps),
             steps_done=trainer.step_index,
-            final_losses=trainer.history[-1] if trainer.history else {},
+            final_losses=next((r for r in reversed(trainer.history) if "val_l1" not in r), {}),
             wall_seconds=round(seconds, 1),
             init_weights_sha256=(
                 sha256_file(Path(config.init_weights)) if config.init_weights else None

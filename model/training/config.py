@@ -64,6 +64,14 @@ class TrainConfig:
     rals_threshold_suv2: float = RALS_THRESHOLD_SUV2
     checkpoint_every: int = 250
     log_every: int = 25
+    # Convergence: every ``validate_every`` steps (0: never) the L1 on a fixed set of
+    # ``validation_patches`` patches of the dataset's validation split is measured; the run
+    # stops early once ``early_stop_patience`` validations in a row (0: never) improved the
+    # best by less than ``early_stop_min_delta`` (relative), and exports the best weights.
+    validate_every: int = 0
+    validation_patches: int = 512
+    early_stop_patience: int = 0
+    early_stop_min_delta: float = 0.002
     version: str = "0.1.0-dev"
 
     def network(self) -> NetworkConfig:

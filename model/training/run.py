@@ -14,12 +14,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from model.drf_estimate import DrfCalibration, fit_drf_calibration, noise_features
+from model.drf_estimate import (
+    FEATURE_NAMES,
+    VOXEL_FEATURE_NAMES,
+    DrfCalibration,
+    fit_drf_calibration,
+    noise_features,
+)
 from model.patches import PatchSampler, SuvStudy, load_split
 from model.training.card import training_card
 from model.training.config import TrainConfig
 from model.training.trainer import Trainer
+from model.training.validation import ConvergenceTracker, ValidationSet
 from model.weights_io import save_weights
 
 __all__ = ["calibrate_drf", "train"]
@@ -28,16 +36,20 @@ __all__ = ["calibrate_drf", "train"]
 def calibrate_drf(studies: Sequence[SuvStudy], drfs: Sequence[float]) -> DrfCalibration:
     """Fit the noise-statistic DRF estimate on every (phantom, DRF) volume of the training set.
 
-    Needs at least two phantoms (the fit reports a leave-one-phantom-out error).
+    Studies on more than one voxel grid get the voxel-size features too (the same counts
+    are noisier per voxel in smaller voxels). Needs at least two phantoms (the fit reports a
+    leave-one-phantom-out error).
     """
+    grids = {tuple(study.spacing_mm) for study in studies}
+    names = VOXEL_FEATURE_NAMES if len(grids) > 1 else FEATURE_NAMES
     rows, targets, groups = [], [], []
     for study in studies:
         for drf in drfs:
             bqml = study.low_dose_suv[float(drf)] / np.float32(study.suv_per_bqml)
-            rows.append(noise_features(bqml, study.suv_per_bqml))
+            rows.append(noise_features(bqml, study.suv_per_bqml, study.spacing_mm, names))
             targets.append(float(drf))
             groups.append(study.seed)
-    return fit_drf_calibration(np.stack(rows), targets, groups)
+    return fit_drf_calibration(np.stack(rows), targets, groups, names)
 
 
 def _sampler(config: TrainConfig, studies: list[SuvStudy]) -> PatchSampler:
@@ -52,11 +64,34 @@ def _sampler(config: TrainConfig, studies: list[SuvStudy]) -> PatchSampler:
     )
 
 
+def _validation(config: TrainConfig) -> ValidationSet | None:
+    """The fixed validation patches of the dataset's validation split (None when off)."""
+    if config.validate_every <= 0:
+        return None
+    studies = load_split(Path(config.dataset_dir), "validation", config.drfs)
+    return ValidationSet.draw(
+        studies,
+        config.drfs,
+        config.context_slices,
+        config.patch_size,
+        config.validation_patches,
+        config.seed,
+        config.lesion_patch_fraction,
+    )
+
+
+def _state_copy(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of a network's weights (the best so far must not follow training)."""
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
 def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path:
     """Run (or resume) a whole training; returns the path of the exported weights.
 
     Writes ``config.json``, ``checkpoint.pt`` (every ``checkpoint_every`` steps and at the
     end), ``history.json``, the weights and their card skeleton into ``config.out_dir``.
+    With validation on, the run stops when it has converged and exports the weights of its
+    best validation; ``history.json`` then holds the validation records too.
     """
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -65,19 +100,48 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
     for extra in config.extra_dataset_dirs:
         studies += load_split(Path(extra), "train", config.drfs)
     trainer = Trainer(config, _sampler(config, studies))
+    validation = _validation(config)
+    tracker = ConvergenceTracker(config.early_stop_patience, config.early_stop_min_delta)
+    best_state: dict[str, torch.Tensor] | None = None
     checkpoint = out / "checkpoint.pt"
     if resume and checkpoint.is_file():
-        trainer.load_checkpoint(checkpoint)
+        saved = trainer.load_checkpoint(checkpoint)
+        if "convergence" in saved:
+            tracker.restore(json.loads(str(saved["convergence"])))
+        if isinstance(saved.get("best_net"), dict):
+            best_state = saved["best_net"]  # type: ignore[assignment]
         log(f"resumed at step {trainer.step_index}")
+
+    def save() -> None:
+        extra: dict[str, object] = {"convergence": json.dumps(tracker.to_json())}
+        if best_state is not None:
+            extra["best_net"] = best_state
+        trainer.save_checkpoint(checkpoint, extra)
+
     start = time.perf_counter()
-    while trainer.step_index < config.total_steps:
+    converged = False
+    while trainer.step_index < config.total_steps and not converged:
         record = trainer.step()
         if trainer.step_index % config.log_every == 0:
             parts = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "step")
             log(f"step {trainer.step_index} {parts} ({time.perf_counter() - start:.0f} s)")
-        if trainer.step_index % config.checkpoint_every == 0:
-            trainer.save_checkpoint(checkpoint)
-    trainer.save_checkpoint(checkpoint)
+        if validation is not None and trainer.step_index % config.validate_every == 0:
+            figures = validation.loss(trainer.net, trainer.device)
+            converged = tracker.update(trainer.step_index, figures["val_l1"])
+            if tracker.is_best(trainer.step_index):
+                best_state = _state_copy(trainer.net)
+            trainer.history.append({"step": float(trainer.step_index), **figures})
+            log(
+                f"validation step {trainer.step_index} val_l1={figures['val_l1']:.5g} "
+                f"best={tracker.best:.5g}@{tracker.best_step} stale={tracker.stale}"
+            )
+        if trainer.step_index % config.checkpoint_every == 0 or converged:
+            save()
+    save()
+    if converged:
+        log(f"converged at step {trainer.step_index}: best validation at {tracker.best_step}")
+    if best_state is not None:
+        trainer.net.load_state_dict(best_state)
     (out / "history.json").write_text(json.dumps(trainer.history))
     calibration = calibrate_drf(studies, config.drfs)
     log(f"DRF calibration: LOO median factor error {calibration.loo_median_factor_error:.2f}")

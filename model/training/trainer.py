@@ -207,9 +207,11 @@ class Trainer:
         self.opt_d.step()
         return float(loss.detach())
 
-    def save_checkpoint(self, path: Path) -> None:
-        """Everything needed to continue exactly where this step left off."""
-        state = {
+    def save_checkpoint(self, path: Path, extra: dict[str, object] | None = None) -> None:
+        """Everything needed to continue exactly where this step left off; ``extra`` holds
+        what the run loop keeps beside the trainer (tensors, strings and numbers only)."""
+        state: dict[str, object] = {
+            **(extra or {}),
             "config": json.dumps(self.config.to_json_dict()),
             "step_index": self.step_index,
             "net": self.net.state_dict(),
@@ -226,8 +228,9 @@ class Trainer:
         torch.save(state, tmp)
         tmp.replace(path)
 
-    def load_checkpoint(self, path: Path) -> None:
-        """Restore a checkpoint from :meth:`save_checkpoint` (``weights_only``: no pickled code)."""
+    def load_checkpoint(self, path: Path) -> dict[str, object]:
+        """Restore a checkpoint from :meth:`save_checkpoint` (``weights_only``: no pickled code);
+        returns the whole saved state, the run loop's ``extra`` included."""
         # On CPU first: the generator states must stay CPU tensors; modules and optimisers
         # copy their tensors to their own device as they load.
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -243,3 +246,4 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.step_index = int(state["step_index"])
         self.history = json.loads(state["history"])
+        return dict(state)

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.drf_estimate import DrfCalibration, fit_drf_calibration, noise_features
+from model.drf_estimate import (
+    VOXEL_FEATURE_NAMES,
+    DrfCalibration,
+    fit_drf_calibration,
+    noise_features,
+)
 
 SUV_PER_BQML = 1e-4
 
@@ -56,3 +61,48 @@ def test_noise_free_volume_estimates_full_dose() -> None:
     volume = np.zeros((4, 32, 32), np.float32)
     volume[:, 4:28, 4:28] = 2.0 / SUV_PER_BQML
     assert calibration.estimate(volume, SUV_PER_BQML) == 1.0
+
+
+def _voxel_volume(seed: int, drf: float, voxel_mm: float) -> np.ndarray:
+    """Same counts per ml on another grid: the relative noise per voxel scales as
+    voxel volume ** -1/2."""
+    return _volume(seed, drf, counts_scale=(voxel_mm / 4.0) ** 3)
+
+
+def test_voxel_features_tell_small_voxels_from_low_dose() -> None:
+    drfs = [1.0, 2.0, 4.0, 10.0, 20.0, 50.0, 100.0]
+    sizes = [2.0, 3.0, 4.0, 5.0]
+    rows, targets, groups = [], [], []
+    for seed in range(8):
+        voxel = sizes[seed % len(sizes)]
+        for drf in drfs:
+            rows.append(
+                noise_features(
+                    _voxel_volume(seed, drf, voxel),
+                    SUV_PER_BQML,
+                    (voxel, voxel, voxel),
+                    VOXEL_FEATURE_NAMES,
+                )
+            )
+            targets.append(drf)
+            groups.append(seed)
+    calibration = fit_drf_calibration(np.stack(rows), targets, groups, VOXEL_FEATURE_NAMES)
+    assert calibration.needs_spacing
+    # a full dose in 2 mm voxels is as noisy per voxel as DRF 8 in 4 mm voxels
+    full_dose_small = calibration.estimate(_voxel_volume(99, 1.0, 2.0), SUV_PER_BQML, (2, 2, 2))
+    assert full_dose_small < 1.3
+    unseen = calibration.estimate(_voxel_volume(98, 20.0, 2.5), SUV_PER_BQML, (2.5, 2.5, 2.5))
+    assert unseen == pytest.approx(20.0, rel=0.2)
+    assert DrfCalibration.from_json(calibration.to_json()) == calibration
+
+
+def test_voxel_calibration_refuses_to_guess_without_spacing() -> None:
+    calibration = DrfCalibration((1.0,) * 7, 2, 1.0, VOXEL_FEATURE_NAMES)
+    with pytest.raises(ValueError, match="spacing"):
+        calibration.estimate(_volume(0, 4.0), SUV_PER_BQML)
+
+
+def test_unknown_feature_names_are_refused() -> None:
+    text = DrfCalibration((1.0, 2.0), 2, 1.0, ("a", "one")).to_json()
+    with pytest.raises(ValueError, match="not known"):
+        DrfCalibration.from_json(text)

@@ -1,0 +1,128 @@
+"""Convergence: validation loss on fixed patches, early stop, best weights, exact resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.networks import UniPETNet
+from model.patches import SuvStudy
+from model.simulate.dataset import build_dataset
+from model.training.config import TrainConfig
+from model.training.run import train
+from model.training.validation import ConvergenceTracker, ValidationSet
+from model.weights_io import load_network
+
+DRFS = (4.0, 20.0)
+
+
+def _study(seed: int) -> SuvStudy:
+    rng = np.random.default_rng(seed)
+    full = np.zeros((8, 40, 40), dtype=np.float32)
+    full[:, 6:34, 6:34] = 1.5
+    low = {d: (full + rng.normal(0, 0.1 * np.sqrt(d), full.shape)).astype(np.float32) for d in DRFS}
+    return SuvStudy(seed, (3.0, 3.0, 3.0), 1e-4, full, low)
+
+
+def _config(tmp_path: Path, **overrides: object) -> TrainConfig:
+    base = TrainConfig(
+        out_dir=str(tmp_path / "run"),
+        drfs=DRFS,
+        widths=(8, 16, 16),
+        code_dim=8,
+        style_width=4,
+        batch_size=4,
+        patch_size=24,
+        stage1_steps=12,
+        stage2_steps=0,
+        threads=1,
+        device="cpu",
+        validate_every=2,
+        validation_patches=40,
+        checkpoint_every=2,
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def test_tracker_stops_after_patience_validations_without_improvement() -> None:
+    tracker = ConvergenceTracker(patience=2, min_delta=0.01)
+    assert not tracker.update(1, 1.0)
+    assert not tracker.update(2, 0.9)  # improved: best at step 2
+    assert tracker.is_best(2)
+    assert not tracker.update(3, 0.895)  # under 1 % better: stale 1
+    assert tracker.update(4, 0.95)  # stale 2: converged
+    assert (tracker.best, tracker.best_step) == (0.9, 2)
+
+
+def test_tracker_without_patience_never_stops() -> None:
+    tracker = ConvergenceTracker(patience=0, min_delta=0.01)
+    assert not any(tracker.update(step, 1.0) for step in range(20))
+
+
+def test_tracker_state_round_trips() -> None:
+    tracker = ConvergenceTracker(3, 0.01)
+    tracker.update(5, 0.4)
+    tracker.update(6, 0.5)
+    again = ConvergenceTracker(3, 0.01)
+    again.restore(json.loads(json.dumps(tracker.to_json())))
+    assert again == tracker
+
+
+def test_validation_set_is_fixed_and_reports_each_drf() -> None:
+    studies = [_study(0), _study(1)]
+    first = ValidationSet.draw(studies, DRFS, 5, 24, 40, seed=3, lesion_fraction=0.0)
+    again = ValidationSet.draw(studies, DRFS, 5, 24, 40, seed=3, lesion_fraction=0.0)
+    np.testing.assert_array_equal(first.chunks[0].low_dose, again.chunks[0].low_dose)
+    assert sum(len(c.drf) for c in first.chunks) >= 40
+    torch.manual_seed(0)
+    net = _config(Path("/nonexistent")).network()
+    figures = first.loss(UniPETNet(net), torch.device("cpu"))
+    assert set(figures) == {"val_l1", "val_l1_drf4", "val_l1_drf20"}
+    # an untrained residual network is the identity: its loss is the input's noise
+    assert figures["val_l1_drf20"] > figures["val_l1_drf4"] > 0
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ds")
+    list(build_dataset(out, {"train": [3, 4], "validation": [5]}, DRFS, size="tiny"))
+    return out
+
+
+def test_run_validates_and_exports_its_best_weights(tmp_path: Path, dataset: Path) -> None:
+    config = _config(tmp_path, dataset_dir=str(dataset), early_stop_min_delta=0.0)
+    weights = train(config, resume=False, log=lambda line: None)
+    history = json.loads((Path(config.out_dir) / "history.json").read_text())
+    validations = [r for r in history if "val_l1" in r]
+    assert [r["step"] for r in validations] == [2, 4, 6, 8, 10, 12]
+    best = min(validations, key=lambda r: r["val_l1"])
+    checkpoint = torch.load(Path(config.out_dir) / "checkpoint.pt", weights_only=True)
+    assert json.loads(checkpoint["convergence"])["best_step"] == best["step"]
+    net, _ = load_network(weights)
+    for name, tensor in net.state_dict().items():
+        torch.testing.assert_close(tensor, checkpoint["best_net"][name])
+
+
+def test_run_stops_when_converged_and_a_resumed_run_decides_the_same(
+    tmp_path: Path, dataset: Path
+) -> None:
+    # min_delta 1.0 means no validation after the first can count as an improvement
+    config = _config(
+        tmp_path, dataset_dir=str(dataset), early_stop_patience=2, early_stop_min_delta=1.0
+    )
+    log: list[str] = []
+    train(config, resume=False, log=log.append)
+    assert any(line.startswith("converged at step 6") for line in log)
+    history = json.loads((Path(config.out_dir) / "history.json").read_text())
+    assert max(r["step"] for r in history) == 6
+
+    stopped = dataclasses.replace(config, out_dir=str(tmp_path / "resumed"))
+    train(dataclasses.replace(stopped, stage1_steps=4), resume=False, log=lambda line: None)
+    resumed_log: list[str] = []
+    train(stopped, resume=True, log=resumed_log.append)
+    assert any(line.startswith("converged at step 6") for line in resumed_log)

@@ -73,7 +73,8 @@ def receive_folder(spool: Spool, state: StateStore, folder: Path, calling_aet: s
     return series_uid
 
 
-def _complete_and_queue(state: StateStore, series_uid: str, count: int) -> None:
+def complete_and_queue(state: StateStore, series_uid: str, count: int) -> None:
+    """Move a received series to QUEUED as the completeness watcher and dispatcher would."""
     now = time.time()
     reason = f"instance count: {count} of {count} (NumberOfSlices)"
     state.transition(
@@ -141,11 +142,11 @@ def populate(settings: NodeSettings, study_dir: Path) -> PopulatedNode:
     try:
         done_uid = receive_folder(spool, state, study_dir / "drf20", "SCANNER1")
         count = state.get(done_uid).received_instances
-        _complete_and_queue(state, done_uid, count)
+        complete_and_queue(state, done_uid, count)
         output_uid = _process_and_deliver(spool, state, done_uid)
 
         dead_uid = receive_folder(spool, state, study_dir / "full", "SCANNER2")
-        _complete_and_queue(state, dead_uid, state.get(dead_uid).received_instances)
+        complete_and_queue(state, dead_uid, state.get(dead_uid).received_instances)
         state.transition(
             dead_uid,
             S.DEAD,

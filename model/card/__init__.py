@@ -2,13 +2,15 @@
 
 ``schema`` holds :class:`ModelCard` and its parts (``results`` the measured ones);
 ``packaging`` completes a training card into the shipped one; ``markdown`` renders it for
-readers. ``model.training.card`` writes the skeleton a training run leaves beside its weights.
+readers; ``ranges`` holds the DRF and voxel ranges of the training data.
+``model.training.card`` writes the skeleton a training run leaves beside its weights.
 """
 
 from __future__ import annotations
 
 from model.card.markdown import render_markdown
 from model.card.packaging import EVALUATION_KEYS, build_dataset_command, package_card, seed_ranges
+from model.card.ranges import TrainedRanges
 from model.card.results import DrfAccuracy, Evaluation, MethodMeans
 from model.card.schema import (
     Architecture,
@@ -30,6 +32,7 @@ __all__ = [
     "Iterations",
     "MethodMeans",
     "ModelCard",
+    "TrainedRanges",
     "TrainingData",
     "TrainingRecord",
     "build_dataset_command",

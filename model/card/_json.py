@@ -154,6 +154,16 @@ class Reader:
             raise self._error(key, "a list of numbers", items)
         return out
 
+    def opt_span(self, key: str) -> tuple[float, float] | None:
+        """A ``[low, high]`` pair of finite numbers with low <= high, or null or absent."""
+        items = self._list(key)
+        if items is None:
+            return None
+        values = [n for v in items if (n := _number(v)) is not None and math.isfinite(n)]
+        if len(values) != 2 or len(items) != 2 or values[0] > values[1]:
+            raise self._error(key, "[low, high], two numbers with low <= high", items)
+        return (values[0], values[1])
+
     def opt_obj(self, key: str) -> Reader | None:
         """A nested object that may be null or absent."""
         value = self._take(key)

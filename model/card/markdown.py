@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from model.card._json import JsonValue
 from model.card.packaging import seed_ranges
+from model.card.ranges import TrainedRanges
 from model.card.results import DrfAccuracy, Evaluation, MethodMeans
 from model.card.schema import Architecture, ModelCard, TrainingData
 from model.drf_estimate import DrfCalibration
@@ -158,6 +159,23 @@ def _architecture(arch: Architecture) -> list[str]:
     return ["## Architecture", "", text.strip()]
 
 
+def _ranges_line(ranges: TrainedRanges) -> str:
+    """The stated trained ranges, e.g. ``DRF 4 to 100; pixel 3.6 to 5 mm``."""
+    parts = [
+        f"{name} {span[0]:g} to {span[1]:g}{unit}"
+        for name, span, unit in (
+            ("DRF", ranges.drf, ""),
+            ("pixel", ranges.pixel_mm, " mm"),
+            ("slice spacing", ranges.slice_mm, " mm"),
+        )
+        if span is not None
+    ]
+    return (
+        f"- Trained ranges: {'; '.join(parts) or 'none stated'} "
+        "(the node marks a series outside them in its derived series)"
+    )
+
+
 def _data(data: TrainingData) -> list[str]:
     """The training data recipe and its seeds."""
     lines = [
@@ -172,6 +190,8 @@ def _data(data: TrainingData) -> list[str]:
             f"- Also phantoms of size `{extra.size}`, tracer `{extra.tracer}`, "
             f"seeds {_seeds(extra.train_seeds)} (same DRFs)"
         )
+    if data.trained_ranges is not None:
+        lines.append(_ranges_line(data.trained_ranges))
     if data.build_command:
         lines += ["", "Rebuild the dataset with:", "", "```", data.build_command, "```"]
     else:

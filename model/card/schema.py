@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from model.card._json import JsonObject, Reader, finite_object, omit_none
+from model.card.ranges import TrainedRanges, effective_ranges
 from model.card.results import DrfAccuracy, Evaluation, target_from_json
 from model.drf_estimate import DrfCalibration
 from model.errors import CardError
@@ -29,6 +30,7 @@ __all__ = [
     "Hardware",
     "Iterations",
     "ModelCard",
+    "TrainedRanges",
     "TrainingData",
     "TrainingRecord",
 ]
@@ -105,6 +107,8 @@ class TrainingData:
 
     ``dataset_dir`` is the training machine's folder: in the skeleton only, since it means
     nothing elsewhere; the packaged card has ``build_command``, which rebuilds the dataset.
+    ``trained_ranges`` is what training measured on the studies it loaded (cards from before
+    it have none; :meth:`effective_ranges` then reads them from the recipe).
     """
 
     size: str | None
@@ -114,6 +118,17 @@ class TrainingData:
     extra_datasets: tuple[DatasetSummary, ...] = ()
     dataset_dir: str | None = None
     build_command: str | None = None
+    trained_ranges: TrainedRanges | None = None
+
+    def effective_ranges(self) -> TrainedRanges:
+        """The DRF and voxel ranges of the training data.
+
+        The stated ``trained_ranges`` where the card has them; otherwise the span of
+        ``training_drfs`` and the voxel sizes of the dataset sizes (``size`` and every
+        ``extra_datasets[].size``), as ``model.simulate.geometry.SIZES`` defines them.
+        """
+        sizes = [self.size, *(d.size for d in self.extra_datasets)]
+        return effective_ranges(self.trained_ranges, self.training_drfs, sizes)
 
     def to_json(self) -> dict[str, object]:
         """The card's ``data`` object."""
@@ -124,7 +139,15 @@ class TrainingData:
             "train_seeds": self.train_seeds,
             "training_drfs": self.training_drfs,
             "extra_datasets": [d.to_json() for d in self.extra_datasets],
-            **omit_none([("build_command", self.build_command)]),
+            **omit_none(
+                [
+                    (
+                        "trained_ranges",
+                        self.trained_ranges.to_json() if self.trained_ranges else None,
+                    ),
+                    ("build_command", self.build_command),
+                ]
+            ),
         }
 
     @classmethod
@@ -137,6 +160,7 @@ class TrainingData:
             train_seeds=r.opt_integers("train_seeds"),
             training_drfs=r.numbers("training_drfs"),
             extra_datasets=tuple(DatasetSummary.from_json(d) for d in r.objs("extra_datasets")),
+            trained_ranges=_ranges(r.opt_obj("trained_ranges")),
             build_command=r.opt_text("build_command"),
         )
         r.done()
@@ -325,6 +349,11 @@ def _calibration(r: Reader | None) -> DrfCalibration | None:
         return DrfCalibration.from_json(json.dumps(dict(r.take_all())))
     except (KeyError, TypeError, ValueError) as exc:
         raise CardError(f"card.drf_calibration is not a DRF calibration: {exc!r}") from exc
+
+
+def _ranges(r: Reader | None) -> TrainedRanges | None:
+    """The stated trained ranges, if the card has them."""
+    return None if r is None else TrainedRanges.from_json(r)
 
 
 def _accuracy(r: Reader | None) -> DrfAccuracy | None:

@@ -1,8 +1,9 @@
 """The card skeleton a training run leaves beside its weights.
 
-It records what only the training machine knows (the full config, the data it read, steps,
-last losses, wall time, hardware, the DRF calibration); ``model.package`` later completes it
-with the evaluation and makes it portable (``model.card.packaging``).
+It records what only the training machine knows (the full config, the data it read and the
+DRF and voxel ranges it spanned, steps, last losses, wall time, hardware, the DRF
+calibration); ``model.package`` later completes it with the evaluation and makes it portable
+(``model.card.packaging``).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from model.card import (
     Hardware,
     Iterations,
     ModelCard,
+    TrainedRanges,
     TrainingData,
     TrainingRecord,
 )
+from model.card.ranges import span_of
 from model.drf_estimate import DrfCalibration
 from model.networks import count_parameters
 from model.training.trainer import Trainer
 from model.weights_io import sha256_file
 
-__all__ = ["INTENDED_USE", "MODEL_INPUT", "MODEL_OUTPUT", "training_card"]
+__all__ = ["INTENDED_USE", "MODEL_INPUT", "MODEL_OUTPUT", "trained_ranges", "training_card"]
 
 INTENDED_USE = "research; denoising of simulated low-dose PET; not for diagnosis"
 MODEL_INPUT = "2.5D stack of context_slices slices in SUV (Bq/ml * suv_per_bqml)"
@@ -53,6 +56,20 @@ def _dataset_summary(dataset_dir: Path) -> DatasetSummary:
     )
 
 
+def trained_ranges(trainer: Trainer) -> TrainedRanges:
+    """DRF and voxel ranges of the studies the run trained on (its sampler's studies).
+
+    Each study's ``spacing_mm`` is (slice, row, column); the pixel span covers rows and
+    columns, the slice span the slices, the DRF span the configured DRFs.
+    """
+    spacings = [study.spacing_mm for study in trainer.sampler.studies]
+    return TrainedRanges(
+        drf=span_of(trainer.config.drfs),
+        pixel_mm=span_of(size for spacing in spacings for size in spacing[1:]),
+        slice_mm=span_of(spacing[0] for spacing in spacings),
+    )
+
+
 def training_card(
     trainer: Trainer, sha256: str, seconds: float, calibration: DrfCalibration
 ) -> ModelCard:
@@ -73,6 +90,7 @@ def training_card(
             train_seeds=main.train_seeds,
             training_drfs=tuple(float(d) for d in config.drfs),
             extra_datasets=tuple(_dataset_summary(Path(d)) for d in config.extra_dataset_dirs),
+            trained_ranges=trained_ranges(trainer),
         ),
         training=TrainingRecord(
             config=config,

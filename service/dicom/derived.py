@@ -122,20 +122,31 @@ class DerivationContext:
 
 
 def derivation_description(
-    algorithm: AlgorithmIdentity, drf_estimate: float | None, clipped_voxels: int
+    algorithm: AlgorithmIdentity,
+    drf_estimate: float | None,
+    clipped_voxels: int,
+    range_note: str = "",
 ) -> str:
-    """DerivationDescription (0008,2111) in plain words: what was done, by what, to what."""
+    """DerivationDescription (0008,2111) in plain words: what was done, by what, to what.
+
+    ``range_note`` (``RangeCheck.note``: "outside the trained range: ...") follows the facts
+    when the input lies outside what the network was trained on. The text stays within ST's
+    1024 characters (PS3.5 Table 6.2-1) by shortening the part before the range note, so the
+    note and the closing statement are never the part cut off.
+    """
     drf = (
         f"estimated dose reduction factor {drf_estimate:.3g}"
         if drf_estimate is not None
         else "dose reduction factor not estimated"
     )
-    text = (
+    head = (
         f"Denoised by {algorithm.name} {algorithm.version} ({algorithm.description}); "
         f"weights sha256:{algorithm.weights_sha256}; {drf}; "
-        f"{clipped_voxels} negative voxels set to 0 Bq/ml. Not the acquired image."
+        f"{clipped_voxels} negative voxels set to 0 Bq/ml"
     )
-    return text[:_ST_MAX]
+    tail = (f"; {range_note}" if range_note else "") + ". Not the acquired image."
+    tail = tail[-_ST_MAX:]
+    return head[: _ST_MAX - len(tail)] + tail
 
 
 def _software_versions(algorithm: AlgorithmIdentity) -> list[str]:

@@ -1,4 +1,4 @@
-"""The numbers of the quality report: reference-region noise, hottest foci, dose plausibility.
+"""The numbers of the quality report: reference-region noise, hottest foci, dose, trained range.
 
 One module computes everything the PDF (``report_pdf``) and the SR (``report_sr``) show, so
 the two documents can never disagree. All values are SUVbw (g/ml) from each series' own
@@ -21,11 +21,9 @@ Definitions (the tests recompute them by brute force from these words):
 from __future__ import annotations
 
 import enum
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +31,13 @@ from pydicom.dataset import Dataset
 from scipy import ndimage
 
 from service.dicom import pet
+from service.dicom.card_facts import (
+    ModelCardFacts,
+    RangeCheck,
+    check_trained_range,
+    drf_in_range,
+    series_tracer,
+)
 
 __all__ = [
     "FOCUS_RADIUS_MM",
@@ -150,29 +155,6 @@ class Focus:
 
 
 @dataclass(frozen=True)
-class ModelCardFacts:
-    """What the report quotes from the model card beside the weights."""
-
-    intended_use: str
-    trained_drf_range: tuple[float, float] | None
-
-    @classmethod
-    def from_card(cls, path: Path | None, weights_sha256: str) -> ModelCardFacts | None:
-        """Read a card, or None when there is none or it describes other weights."""
-        if path is None or not path.is_file():
-            return None
-        try:
-            card = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        if not isinstance(card, dict) or card.get("weights_sha256") != weights_sha256:
-            return None
-        drfs = (card.get("data") or {}).get("training_drfs") or []
-        drf_range = (float(min(drfs)), float(max(drfs))) if drfs else None
-        return cls(intended_use=str(card.get("intended_use") or ""), trained_drf_range=drf_range)
-
-
-@dataclass(frozen=True)
 class DoseCheck:
     """The node's DRF estimate beside the dose the headers imply."""
 
@@ -184,11 +166,11 @@ class DoseCheck:
     trained_drf_range: tuple[float, float] | None
 
     def in_range(self, drf: float | None) -> bool | None:
-        """Whether ``drf`` lies inside the trained range (None when either is unknown)."""
-        if drf is None or self.trained_drf_range is None:
-            return None
-        low, high = self.trained_drf_range
-        return low <= drf <= high
+        """Whether ``drf`` lies inside the trained range (None when either is unknown).
+
+        The same comparison as the range check of the derived series (``card_facts``).
+        """
+        return drf_in_range(self.trained_drf_range, drf)
 
 
 @dataclass(frozen=True)
@@ -201,6 +183,7 @@ class QualityReport:
     change_limit_pct: float
     clipped_voxels: int
     dose: DoseCheck
+    trained_range: RangeCheck
 
     @property
     def flagged_foci(self) -> int:
@@ -217,6 +200,7 @@ class QualityReport:
             "flagged_foci": self.flagged_foci,
             "change_limit_pct": self.change_limit_pct,
             "clipped_voxels": self.clipped_voxels,
+            "trained_range": self.trained_range.note,
         }
 
 
@@ -512,4 +496,10 @@ def assess_quality(
         change_limit_pct=change_limit_pct,
         clipped_voxels=clipped,
         dose=dose_check(datasets[0], drf_estimate, card),
+        trained_range=check_trained_range(
+            card.ranges if card is not None else None,
+            drf_estimate=drf_estimate,
+            spacing_mm=spacing_mm,
+            tracer=series_tracer(datasets[0]),
+        ),
     )

@@ -171,6 +171,14 @@ def _in_range_text(dose: DoseCheck, drf: float | None) -> str:
     return "inside" if verdict else "OUTSIDE"
 
 
+def _trained_range_text(report: QualityReport) -> str:
+    """Short verdict of the range check; its findings are in the notes on page 2."""
+    check = report.trained_range
+    if check.outside:
+        return "OUTSIDE (see notes)"
+    return "inside" if check.checked else "n/a"
+
+
 def _key_numbers(fig: Figure, report: QualityReport) -> None:
     ref = report.reference
     liver = ref.method is ReferenceMethod.LIVER
@@ -194,13 +202,16 @@ def _key_numbers(fig: Figure, report: QualityReport) -> None:
             f"{_fmt(dose.header_drf, 1)}: {_in_range_text(dose, dose.header_drf)}",
         ],
         ["Trained DRF range (card)", trained],
+        ["Trained ranges (card)", _trained_range_text(report)],
         [
             "Foci changed > limit",
             f"{report.flagged_foci} of {len(report.foci)} (> {report.change_limit_pct:g} %)",
         ],
         ["Voxels clipped at 0", f"{report.clipped_voxels}"],
     ]
-    red = {(7, 1)} if report.flagged_foci else set()
+    red = {(8, 1)} if report.flagged_foci else set()
+    if report.trained_range.outside:
+        red.add((7, 1))
     if dose.in_range(dose.drf_estimate) is False:
         red.add((4, 1))
     if dose.in_range(dose.header_drf) is False:
@@ -305,6 +316,8 @@ def _page_two(
         f"DRF from headers: {dose_note}. "
         "The same numbers are in the DICOM SR (TID 1500) sent with the series.",
     ]
+    if report.trained_range.outside:
+        notes.insert(0, f"Input {report.trained_range.note} (model card).")
     fig.text(0.52, 0.40, "Notes", fontsize=16, weight="bold")
     fig.text(0.52, 0.38, "\n\n".join(notes), fontsize=13, va="top", wrap=True, linespacing=1.4)
     return fig

@@ -32,6 +32,7 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 from pydicom.valuerep import DS, DSfloat
 
 from service.dicom import derived
+from service.dicom.card_facts import RangeCheck
 from service.dicom.provenance import AlgorithmIdentity
 from service.dicom.uids import derived_uid
 from service.dicom.volume import PetVolume
@@ -190,6 +191,7 @@ def write_derived_series(
     out_dir: Path,
     *,
     drf_estimate: float | None = None,
+    range_check: RangeCheck | None = None,
     options: DerivedSeriesOptions = DerivedSeriesOptions(),
 ) -> DerivedSeries:
     """Write ``denoised_bqml`` as a DERIVED PET series next to ``source`` in its study.
@@ -204,6 +206,8 @@ def write_derived_series(
         out_dir: Final series folder; an earlier run's files there (same input series and
             algorithm, perhaps fewer slices) are replaced file by file.
         drf_estimate: Estimated dose reduction factor of the input, if known.
+        range_check: The input against the model card's trained ranges; its note goes into
+            the DerivationDescription when the input lies outside them.
         options: Description suffix, series number offset and derivation code.
 
     Raises:
@@ -225,7 +229,9 @@ def write_derived_series(
         series_number=_series_number(first, options.series_number_offset),
         series_description=_series_description(first, options.series_description_suffix),
         derivation_code=options.derivation_code,
-        derivation_description=derived.derivation_description(algorithm, drf_estimate, clipped),
+        derivation_description=derived.derivation_description(
+            algorithm, drf_estimate, clipped, range_check.note if range_check else ""
+        ),
         source_series=source.datasets,
         now=now,
     )

@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from service.dicom.card_facts import OUTSIDE_TRAINED_RANGE
 from service.dicom.report import PDF_NAME, read_summary, report_dir
 from service.errors import InvalidTransitionError
 from service.pipeline.records import SeriesUpdate, SeriesView
@@ -77,15 +78,37 @@ def quality_report(spool_root: Path | None, series: SeriesView) -> dict[str, obj
     return {**summary, "pdf": f"/reports/{series.series_instance_uid}/{PDF_NAME}"}
 
 
+def trained_range_note(state: StateStore, series: SeriesView) -> str:
+    """The trained-range note of the derived series now on the spool, "" when it has none.
+
+    The denoise job writes the note (``RangeCheck.note``) into the reason of its move from
+    PROCESSING to WRITTEN, so the latest such entry of the audit trail belongs to the
+    latest derived series (an operator's replay to WRITTEN writes no new series).
+    """
+    if series.output_key is None:
+        return ""
+    writes = [
+        t
+        for t in state.history(series.series_instance_uid)
+        if t.from_state == S.PROCESSING.value and t.to_state == S.WRITTEN.value
+    ]
+    if not writes:
+        return ""
+    reason = writes[-1].reason
+    start = reason.find(OUTSIDE_TRAINED_RANGE)
+    return reason[start:] if start >= 0 else ""
+
+
 def status_report(
     state: StateStore, limit: int = 50, spool_root: Path | None = None
 ) -> dict[str, object]:
-    """Counts per state plus the most recent series (with their quality-report digest)."""
+    """Counts per state plus the most recent series, with report digest and trained-range note."""
     counts = state.count_by_state()
     series = []
     for view in state.recent(limit):
         row = SeriesSummary.of(view).as_dict()
         row["quality_report"] = quality_report(spool_root, view)
+        row["trained_range"] = trained_range_note(state, view)
         series.append(row)
     return {
         "counts": {k.value: v for k, v in counts.items()},

@@ -1,5 +1,9 @@
 """HTML of the read-only status page: counts, health, last processed series, dead letters.
 
+A series whose input lay outside the model card's trained ranges shows the node's note
+("outside the trained range: ...") in its row and, when it is the last processed series,
+beside its MIPs.
+
 What the page may show is fixed: UIDs, AE titles, states, reasons our own code wrote, and
 numbers. It never shows SeriesDescription or any other header text a
 scanner filled in, since those fields can carry patient data. Every value goes through
@@ -19,7 +23,12 @@ from string import Template
 
 from service.config import NodeSettings
 from service.ops.health import CheckResult
-from service.ops.operator import SeriesSummary, dead_letters, quality_report
+from service.ops.operator import (
+    SeriesSummary,
+    dead_letters,
+    quality_report,
+    trained_range_note,
+)
 from service.pipeline.records import SeriesView
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
@@ -96,7 +105,16 @@ def _report_cell(report: dict[str, object] | None) -> str:
     )
 
 
-def _series_row(series: SeriesView, report: dict[str, object] | None = None) -> str:
+def _range_cell(note: str) -> str:
+    """The trained-range flag of a series: its note when outside, else a dash."""
+    if not note:
+        return '<td class="muted">&ndash;</td>'
+    return f'<td class="range-out">{escape(_clip(note))}</td>'
+
+
+def _series_row(
+    series: SeriesView, report: dict[str, object] | None = None, range_note: str = ""
+) -> str:
     wait = (series.completed_at - series.first_received_at) if series.completed_at else None
     end_to_end = (series.done_at - series.last_received_at) if series.done_at else None
     expected = "?" if series.expected_instances is None else str(series.expected_instances)
@@ -112,6 +130,7 @@ def _series_row(series: SeriesView, report: dict[str, object] | None = None) -> 
         + f'<td class="num">{_seconds(series.inference_seconds)}</td>'
         + f'<td class="num">{_seconds(end_to_end)}</td>'
         + f'<td class="num">{_number(series.drf_estimate)}</td>'
+        + _range_cell(range_note)
         + f'<td class="num">{escape(_utc(series.state_changed_at))}</td>'
         + _report_cell(report)
         + "</tr>"
@@ -160,7 +179,9 @@ def last_processed(recent: Iterable[SeriesView]) -> SeriesView | None:
     return next((s for s in recent if s.output_key is not None), None)
 
 
-def _mips_html(series: SeriesView | None, spool_root: Path | None = None) -> str:
+def _mips_html(
+    series: SeriesView | None, spool_root: Path | None = None, range_note: str = ""
+) -> str:
     if series is None:
         return '<p class="muted">No series processed yet.</p>'
     uid = escape(series.series_instance_uid)
@@ -177,6 +198,12 @@ def _mips_html(series: SeriesView | None, spool_root: Path | None = None) -> str
         ("Instances", f"{series.output_instances or 0}"),
         ("Algorithm", escape(series.algorithm)),
         ("DRF estimate", _number(series.drf_estimate)),
+        (
+            "Trained range",
+            f'<span class="range-out">{escape(range_note)}</span>'
+            if range_note
+            else '<span class="muted">&ndash;</span>',
+        ),
         ("Inference", _seconds(series.inference_seconds)),
         ("Grey window", "shared, from the received MIP"),
     ]
@@ -196,9 +223,12 @@ def render_status_page(
     """The full page as a string (UTF-8 HTML)."""
     recent = state.recent(RECENT_LIMIT)
     spool_root = settings.spool.path
+    notes = {s.series_instance_uid: trained_range_note(state, s) for s in recent}
     rows = "".join(
-        _series_row(series, quality_report(spool_root, series)) for series in recent
-    ) or ('<tr><td colspan="11" class="muted">No series received yet.</td></tr>')
+        _series_row(series, quality_report(spool_root, series), notes[series.series_instance_uid])
+        for series in recent
+    ) or ('<tr><td colspan="12" class="muted">No series received yet.</td></tr>')
+    last = last_processed(recent)
     return _template().substitute(
         ae_title=escape(settings.listener.ae_title),
         listener_port=str(settings.listener.port),
@@ -206,7 +236,7 @@ def render_status_page(
         generated=escape(_utc(time.time())),
         counts=_counts_html(state.count_by_state()),
         checks=_checks_html(checks),
-        mips=_mips_html(last_processed(recent), spool_root),
+        mips=_mips_html(last, spool_root, notes[last.series_instance_uid] if last else ""),
         series_rows=rows,
         not_processed=_not_processed_html(state),
         dead_letters=_dead_letters_html(dead_letters(state)),

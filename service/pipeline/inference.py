@@ -2,8 +2,9 @@
 
 Everything the node needs from ``model/`` comes through here: a ``Denoiser`` that takes a
 (z, y, x) volume in Bq/ml and returns one, with the ``AlgorithmIdentity`` that the writer puts
-into the DICOM provenance; and the PET simulation behind ``unipet-node simulate``. No other
-module in ``service/`` imports ``model``.
+into the DICOM provenance and the ``ModelCardFacts`` (intended use, trained ranges, tracers)
+read from the typed model card (``model.card.ModelCard``); and the PET simulation behind
+``unipet-node simulate``. No other module in ``service/`` imports ``model``.
 
 Backends: ``gaussian`` is the classical post-filter, labelled as exactly that (never as
 UniPET). ``unipet`` needs trained weights: the package ships UniPET 1.0.0 in model/weights
@@ -15,7 +16,6 @@ UniPET). ``unipet`` needs trained weights: the package ships UniPET 1.0.0 in mod
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,9 +29,12 @@ import structlog
 from model import WeightsError
 from model import load_denoiser as load_network
 from model.baselines import gaussian_postfilter
+from model.card import ModelCard
+from model.errors import CardError
 from model.simulate import simulate_study
 from model.weights_io import sha256_file
 from service.config import ModelSettings
+from service.dicom.card_facts import ModelCardFacts, TrainedRanges
 from service.dicom.provenance import AlgorithmIdentity, node_version
 from service.errors import ConfigError, InferenceError
 
@@ -44,9 +47,11 @@ __all__ = [
     "GaussianDenoiser",
     "SimulatedStudy",
     "UniPETDenoiser",
+    "card_facts",
     "load_denoiser",
     "node_version",
     "simulate_study",
+    "trained_tracers",
 ]
 
 log = structlog.stdlib.get_logger(__name__)
@@ -64,10 +69,15 @@ class DenoiseResult:
 
 
 class Denoiser(Protocol):
-    """What the worker calls: loaded once per process, then ``denoise`` per series."""
+    """What the worker calls: loaded once per process, then ``denoise`` per series.
+
+    ``card`` holds the model card's facts (intended use, trained ranges) when the weights
+    have a card that vouches for them; None for the Gaussian filter and card-less weights.
+    """
 
     algorithm: AlgorithmIdentity
     device: str
+    card: ModelCardFacts | None
 
     def denoise(
         self,
@@ -91,6 +101,7 @@ class GaussianDenoiser:
     def __init__(self, fwhm_mm: float) -> None:
         self.fwhm_mm = fwhm_mm
         self.device = "cpu"
+        self.card: ModelCardFacts | None = None
         canonical = f"gaussian-postfilter;fwhm_mm={fwhm_mm:.3f}"
         self.algorithm = AlgorithmIdentity(
             name="Gaussian post-filter",
@@ -123,9 +134,10 @@ class UniPETDenoiser:
     """Trained UniPET weights, labelled with the version and hash of the exact file loaded.
 
     The model card beside the weights (``<stem>.json``, written by ``model.package``) gives
-    the version, but only if its ``weights_sha256`` is the hash of the file loaded: a
-    corrupted or swapped weights file must never carry the identity of the one the card
-    describes. Without a card the node's own version labels the output, with a warning.
+    the version and the trained ranges, but only if its ``weights_sha256`` is the hash of
+    the file loaded: a corrupted or swapped weights file must never carry the identity of
+    the one the card describes. Without a card the node's own version labels the output,
+    with a warning, and nothing is checked against trained ranges.
     """
 
     def __init__(self, weights: Path, device: str, threads: int | None) -> None:
@@ -140,9 +152,11 @@ class UniPETDenoiser:
         if sha256 != before:
             raise ConfigError(f"model.weights: {weights} changed while it was being loaded")
         self.device = device
+        card = _vouching_card(weights, sha256)
+        self.card = card_facts(card) if card is not None else None
         self.algorithm = AlgorithmIdentity(
             name="UniPET",
-            version=_card_version(weights, sha256),
+            version=card.version if card is not None else node_version(),
             weights_sha256=sha256,
             description="UniPET universal low-dose PET denoiser (style alignment network)",
             parameters={"weights": weights.name},
@@ -169,11 +183,16 @@ class UniPETDenoiser:
         )
 
 
-def _card_version(weights: Path, sha256: str) -> str:
-    """Version from the model card beside the weights, once the card vouches for this file.
+#: What a card that names no tracer was trained on (UniPET's simulation default, F-18 FDG).
+DEFAULT_TRAINED_TRACER = "fdg"
+
+
+def _vouching_card(weights: Path, sha256: str) -> ModelCard | None:
+    """The model card beside the weights, once it vouches for this file; None without one.
 
     Raises:
-        ConfigError: the card is unreadable, names another SHA-256, or names no version.
+        ConfigError: the card is unreadable, not a model card, names another SHA-256, or
+            names no version.
     """
     card_path = weights.with_suffix(".json")
     if not card_path.is_file():
@@ -183,33 +202,58 @@ def _card_version(weights: Path, sha256: str) -> str:
             version=node_version(),
             reason=f"no {card_path.name} beside the weights",
         )
-        return node_version()
+        return None
     card = _read_card(card_path)
-    if card.get("weights_sha256") != sha256:
+    if card.weights_sha256 != sha256:
         raise ConfigError(
-            f"model.weights: model card {card_path} names SHA-256 {card.get('weights_sha256')}, "
+            f"model.weights: model card {card_path} names SHA-256 {card.weights_sha256}, "
             f"but {weights} has SHA-256 {sha256}: the weights are corrupted or not the ones "
             "the card describes"
         )
-    version_value = card.get("version")
-    if not isinstance(version_value, str) or not version_value:
+    if not card.version:
         raise ConfigError(f"model.weights: model card {card_path} names no version")
-    return version_value
+    return card
 
 
-def _read_card(card_path: Path) -> dict[str, object]:
-    """The model card's JSON object; one reader for every fact the node takes from it.
+def _read_card(card_path: Path) -> ModelCard:
+    """The typed model card; one reader for every fact the node takes from it.
 
     Raises:
-        ConfigError: the card cannot be read or is not a JSON object.
+        ConfigError: the card cannot be read, or is not a model card this version knows
+            (the message names the field, e.g. ``card.data.trained_ranges.drf``).
     """
     try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError) as exc:
+        return ModelCard.from_text(card_path.read_text())
+    except OSError as exc:
         raise ConfigError(f"model.weights: unreadable model card {card_path}: {exc}") from exc
-    if not isinstance(card, dict):
-        raise ConfigError(f"model.weights: model card {card_path} is not a JSON object")
-    return card
+    except CardError as exc:
+        raise ConfigError(f"model.weights: invalid model card {card_path}: {exc}") from exc
+
+
+def _tracers(card: ModelCard) -> frozenset[str]:
+    """Canonical names of the card's training tracers; F-18 FDG when it names none."""
+    data = card.data
+    named = [data.tracer, *(extra.tracer for extra in data.extra_datasets)]
+    tracers = {name.strip().lower() for name in named if name and name.strip()}
+    return frozenset(tracers or {DEFAULT_TRAINED_TRACER})
+
+
+def card_facts(card: ModelCard) -> ModelCardFacts:
+    """What the node takes from a typed model card: intended use and trained ranges.
+
+    The ranges are the card's effective ones (``TrainingData.effective_ranges``): stated by
+    training, or read from the training DRFs and dataset sizes of an older card.
+    """
+    ranges = card.data.effective_ranges()
+    return ModelCardFacts(
+        intended_use=card.intended_use,
+        ranges=TrainedRanges(
+            drf=ranges.drf,
+            pixel_mm=ranges.pixel_mm,
+            slice_mm=ranges.slice_mm,
+            tracers=_tracers(card),
+        ),
+    )
 
 
 def shipped_weights() -> Path | None:
@@ -217,21 +261,6 @@ def shipped_weights() -> Path | None:
     folder = Path(__file__).resolve().parents[2] / "model" / "weights"
     candidates = sorted(folder.glob("unipet-*.safetensors"))
     return candidates[-1] if candidates else None
-
-
-def model_card_path(settings: ModelSettings, algorithm: AlgorithmIdentity) -> Path | None:
-    """The model card beside the weights that made ``algorithm``, if it is a UniPET network.
-
-    The caller still checks that the card names the same weights hash.
-    """
-    if settings.backend == "gaussian" or algorithm.name != "UniPET":
-        return None
-    weights = settings.weights or shipped_weights()
-    return None if weights is None else weights.with_suffix(".json")
-
-
-#: What a card that names no tracer was trained on (UniPET's simulation default, F-18 FDG).
-DEFAULT_TRAINED_TRACER = "fdg"
 
 
 def trained_tracers(settings: ModelSettings) -> frozenset[str]:
@@ -244,14 +273,7 @@ def trained_tracers(settings: ModelSettings) -> frozenset[str]:
     card_path = weights.with_suffix(".json") if weights is not None else None
     if card_path is None or not card_path.is_file():
         return frozenset({DEFAULT_TRAINED_TRACER})
-    data = _read_card(card_path).get("data")
-    datasets = [data, *data.get("extra_datasets", [])] if isinstance(data, dict) else []
-    tracers = {
-        str(item["tracer"]).strip().lower()
-        for item in datasets
-        if isinstance(item, dict) and item.get("tracer")
-    }
-    return frozenset(tracers or {DEFAULT_TRAINED_TRACER})
+    return _tracers(_read_card(card_path))
 
 
 def load_denoiser(settings: ModelSettings) -> Denoiser:

@@ -18,11 +18,13 @@ import structlog
 from service import metrics
 from service.config import DestinationSettings, NodeSettings
 from service.dicom import pet
+from service.dicom.card_facts import RangeCheck, check_trained_range, series_tracer
 from service.dicom.sender import send_files
-from service.dicom.volume import load_pet_volume
+from service.dicom.volume import PetVolume, load_pet_volume
 from service.dicom.writer import DerivedSeriesOptions, write_derived_series
 from service.errors import InvalidTransitionError, PermanentSendError, SendError
 from service.pipeline.deliveries import DeliveryState
+from service.pipeline.inference import DenoiseResult
 from service.pipeline.records import DerivedOutput, SeriesUpdate, SeriesView
 from service.pipeline.reporting import report_paths_for, write_report
 from service.pipeline.states import PendingStep, SeriesState
@@ -109,7 +111,12 @@ def destinations_for(settings: NodeSettings, series: SeriesView) -> list[Destina
 
 
 def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
-    """Load, denoise and write the derived series of one complete input series."""
+    """Load, denoise and write the derived series of one complete input series.
+
+    An input outside the model card's trained ranges (DRF estimate, voxel size, tracer) is
+    still denoised; the range note goes into the derived series' DerivationDescription, the
+    quality report and the reason of the move to WRITTEN, and is logged.
+    """
     lease_s = ctx.settings.queue.job_lease_s
     claimed = ctx.state.claim(
         series_uid,
@@ -129,6 +136,7 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
             volume.bqml, volume.spacing_mm, pet.suv_bw_factor(volume.datasets[0])
         )
         metrics.inference_seconds.labels(device=result.device).observe(result.seconds)
+        range_check = _range_check(ctx, series_uid, volume, result)
         out_dir = ctx.spool.outgoing_dir(series_uid, result.algorithm.weights_sha256)
         derived = write_derived_series(
             volume,
@@ -136,16 +144,20 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
             result.algorithm,
             out_dir,
             drf_estimate=result.drf_estimate,
+            range_check=range_check,
             options=DerivedSeriesOptions(
                 series_description_suffix=ctx.settings.output.series_description_suffix,
                 series_number_offset=ctx.settings.output.series_number_offset,
             ),
         )
         write_report(ctx, claimed, volume, result, derived)
+    # The audit trail keeps the range note with the write it belongs to (the status page
+    # reads it from the latest move to WRITTEN).
+    written_reason = f"{len(derived.paths)} instances written by {result.algorithm.name}"
     written = ctx.state.transition(
         series_uid,
         S.WRITTEN,
-        f"{len(derived.paths)} instances written by {result.algorithm.name}",
+        "; ".join(filter(None, [written_reason, range_check.note])),
         expect=[S.PROCESSING],
         lease_s=ctx.settings.queue.requeue_after_s,
         update=SeriesUpdate(
@@ -178,8 +190,36 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         output_uid=derived.series_instance_uid,
         instances=len(derived.paths),
         seconds=result.seconds,
+        outside_trained_range=range_check.outside,
     )
     return StepOutcome(series_uid, True, f"written {len(derived.paths)} instances")
+
+
+def _range_check(
+    ctx: WorkerContext, series_uid: str, volume: PetVolume, result: DenoiseResult
+) -> RangeCheck:
+    """The series against the model card's trained ranges, logged when outside them."""
+    card = ctx.denoiser.card
+    tracer = series_tracer(volume.datasets[0])
+    check = check_trained_range(
+        card.ranges if card is not None else None,
+        drf_estimate=result.drf_estimate,
+        spacing_mm=volume.spacing_mm,
+        tracer=tracer,
+    )
+    if check.outside:
+        slice_mm, row_mm, column_mm = volume.spacing_mm
+        log.warning(
+            "outside_trained_range",
+            series_uid=series_uid,
+            drf_estimate=result.drf_estimate,
+            pixel_mm=(row_mm, column_mm),
+            slice_mm=slice_mm,
+            tracer=tracer,
+            findings=list(check.findings),
+            algorithm=result.algorithm.software_versions,
+        )
+    return check
 
 
 def _destinations_or_empty(settings: NodeSettings, series: SeriesView) -> list[DestinationSettings]:

@@ -15,13 +15,12 @@ import numpy as np
 import structlog
 
 from service.config import DestinationSettings
-from service.dicom.quality import ModelCardFacts
 from service.dicom.report import report_dicom_paths, report_dir, write_quality_report
 from service.dicom.report_identity import ReportTimes
 from service.dicom.volume import PetVolume
 from service.dicom.writer import DerivedSeries
 from service.errors import PetHeaderError
-from service.pipeline.inference import DenoiseResult, model_card_path
+from service.pipeline.inference import DenoiseResult
 from service.pipeline.records import SeriesView
 from service.pipeline.spool import Spool
 from service.pipeline.worker_context import WorkerContext
@@ -42,9 +41,8 @@ def write_report(
     output = ctx.settings.output
     if not output.quality_report:
         return
-    card = ModelCardFacts.from_card(
-        model_card_path(ctx.settings.model, result.algorithm), result.algorithm.weights_sha256
-    )
+    # The loaded denoiser's card: read once, when its SHA-256 was checked against the weights.
+    card = ctx.denoiser.card
     times = ReportTimes(
         received_at=series.first_received_at,
         completed_at=series.completed_at,

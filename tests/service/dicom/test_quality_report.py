@@ -15,6 +15,7 @@ from scipy import ndimage
 from model.simulate import simulate_study
 from model.simulate.types import SimulatedStudy
 from service.dicom import pet
+from service.dicom.card_facts import OUTSIDE_TRAINED_RANGE, TrainedRanges
 from service.dicom.quality import (
     FOCUS_RADIUS_MM,
     PEAK_RADIUS_MM,
@@ -22,7 +23,12 @@ from service.dicom.quality import (
     ReferenceMethod,
     assess_quality,
 )
-from service.dicom.report import QualityReportFiles, report_dir, write_quality_report
+from service.dicom.report import (
+    QualityReportFiles,
+    read_summary,
+    report_dir,
+    write_quality_report,
+)
 from service.dicom.report_identity import ReportTimes
 from service.dicom.synthetic import write_simulated_study
 from service.dicom.volume import PetVolume, load_pet_volume
@@ -30,7 +36,13 @@ from service.dicom.writer import DerivedSeries, write_derived_series
 
 SHAPE = (20, 24, 24)
 LESION = (12, 9, 15)  # (slice, row, column): off-centre, so a mix-up of axes shows
-CARD = ModelCardFacts("research; not for diagnosis", (4.0, 100.0))
+# The lesion study's voxels are 3 mm slices of 4 mm pixels, FDG: inside these ranges.
+CARD = ModelCardFacts(
+    "research; not for diagnosis",
+    TrainedRanges(
+        drf=(4.0, 100.0), pixel_mm=(3.6, 5.0), slice_mm=(3.0, 6.0), tracers=frozenset({"fdg"})
+    ),
+)
 TIMES = ReportTimes(1.7e9, 1.7e9 + 30, 2.5, 1.7e9 + 40)
 
 
@@ -277,3 +289,36 @@ def test_liver_of_a_simulated_phantom_is_the_reference_region(tmp_path: Path) ->
     assert report.reference.method is ReferenceMethod.LIVER
     liver = 8  # model.simulate.phantom.ORGAN_LABELS["liver"]
     assert study.organ_labels[report.reference.sphere.index] == liver
+
+
+def test_the_report_says_whether_the_input_lies_in_the_trained_ranges(
+    files: QualityReportFiles, received: PetVolume
+) -> None:
+    inside = files.report.trained_range
+    assert inside.checked and not inside.outside
+    summary = read_summary(files.directory)
+    assert summary is not None and summary["trained_range"] == ""
+    coarse = replace(CARD, ranges=replace(CARD.ranges, pixel_mm=(5.0, 6.0), drf=(30.0, 100.0)))
+    report = assess_quality(
+        received.bqml,
+        received.bqml,
+        received.datasets,
+        received.spacing_mm,
+        drf_estimate=18.0,
+        card=coarse,
+    )
+    assert report.trained_range.note == (
+        f"{OUTSIDE_TRAINED_RANGE}: DRF estimate 18 < 30; pixel 4 mm < 5 mm"
+    )
+    assert report.summary()["trained_range"] == report.trained_range.note
+    # The dose check's DRF verdict is the range check's: both say the estimate is outside.
+    assert report.dose.in_range(report.dose.drf_estimate) is False
+    unchecked = assess_quality(
+        received.bqml,
+        received.bqml,
+        received.datasets,
+        received.spacing_mm,
+        drf_estimate=18.0,
+        card=None,
+    )
+    assert not unchecked.trained_range.checked and unchecked.summary()["trained_range"] == ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import structlog
 import torch
 
+from model.card import ModelCard, TrainedRanges
 from model.networks import NetworkConfig, UniPETNet
 from model.weights_io import save_weights
 from service.config import ModelSettings
@@ -21,7 +23,25 @@ from service.pipeline.inference import (
     load_denoiser,
     node_version,
     shipped_weights,
+    trained_tracers,
 )
+
+
+def _card_text(sha256: str, version: str = "0.0.1-test", **data: object) -> str:
+    """A whole model card for other weights: the shipped one with their hash and version.
+
+    ``data`` replaces fields of the card's training data (e.g. ``trained_ranges``).
+    """
+    weights = shipped_weights()
+    assert weights is not None
+    card = ModelCard.from_text(weights.with_suffix(".json").read_text())
+    changed = dataclasses.replace(
+        card,
+        version=version,
+        weights_sha256=sha256,
+        data=dataclasses.replace(card.data, **data),  # type: ignore[arg-type]
+    )
+    return changed.to_text()
 
 
 def _no_shipped_weights(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,8 +105,7 @@ def _unipet(weights: Path) -> UniPETDenoiser:
 def test_unipet_weights_are_labelled_with_their_file_hash_and_card_version(tmp_path: Path) -> None:
     weights = tmp_path / "unipet-test.safetensors"
     sha256 = save_weights(UniPETNet(NetworkConfig()), weights, "0.0.1-test")
-    card = {"version": "0.0.1-test", "weights_sha256": sha256}
-    (tmp_path / "unipet-test.json").write_text(json.dumps(card))
+    (tmp_path / "unipet-test.json").write_text(_card_text(sha256))
     denoiser = load_denoiser(
         ModelSettings(backend="unipet", weights=weights, device="cpu", threads=1)
     )
@@ -110,8 +129,7 @@ def test_corrupt_weights_are_a_config_error(tmp_path: Path) -> None:
 
 def test_a_matching_card_gives_the_version(tmp_path: Path) -> None:
     weights, sha256 = _weights(tmp_path)
-    card = {"version": "1.2.3-card", "weights_sha256": sha256}
-    weights.with_suffix(".json").write_text(json.dumps(card))
+    weights.with_suffix(".json").write_text(_card_text(sha256, "1.2.3-card"))
     algorithm = _unipet(weights).algorithm
     assert algorithm.version == "1.2.3-card"
     assert algorithm.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
@@ -120,8 +138,7 @@ def test_a_matching_card_gives_the_version(tmp_path: Path) -> None:
 def test_a_card_of_other_weights_is_a_config_error(tmp_path: Path) -> None:
     weights, sha256 = _weights(tmp_path)
     other = "ab" * 32
-    card = {"version": "1.0.0", "weights_sha256": other}
-    weights.with_suffix(".json").write_text(json.dumps(card))
+    weights.with_suffix(".json").write_text(_card_text(other, "1.0.0"))
     with pytest.raises(ConfigError) as info:
         _unipet(weights)
     message = str(info.value)
@@ -132,9 +149,7 @@ def test_a_card_of_other_weights_is_a_config_error(tmp_path: Path) -> None:
 
 def test_weights_corrupted_after_packaging_are_refused(tmp_path: Path) -> None:
     weights, sha256 = _weights(tmp_path)
-    weights.with_suffix(".json").write_text(
-        json.dumps({"version": "1.0.0", "weights_sha256": sha256})
-    )
+    weights.with_suffix(".json").write_text(_card_text(sha256, "1.0.0"))
     # Rewrite the same architecture with other values: still a loadable file, other bytes.
     net = UniPETNet(NetworkConfig(widths=(4, 8, 8), code_dim=4, style_width=4))
     with torch.no_grad():
@@ -147,9 +162,9 @@ def test_weights_corrupted_after_packaging_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("card_text", "reason"),
     [
-        ("{not json", "unreadable model card"),
-        ("[1, 2]", "not a JSON object"),
-        (json.dumps({"version": "1.0.0"}), "names SHA-256 None"),
+        ("{not json", "model card is not JSON"),
+        ("[1, 2]", "card must be a JSON object"),
+        (json.dumps({"version": "1.0.0"}), "card.name must be text"),
     ],
 )
 def test_a_card_that_cannot_vouch_for_the_weights_is_a_config_error(
@@ -163,7 +178,7 @@ def test_a_card_that_cannot_vouch_for_the_weights_is_a_config_error(
 
 def test_a_card_without_version_is_a_config_error(tmp_path: Path) -> None:
     weights, sha256 = _weights(tmp_path)
-    weights.with_suffix(".json").write_text(json.dumps({"weights_sha256": sha256}))
+    weights.with_suffix(".json").write_text(_card_text(sha256, version=""))
     with pytest.raises(ConfigError, match="names no version"):
         _unipet(weights)
 
@@ -180,3 +195,43 @@ def test_without_a_card_the_node_version_labels_the_output_with_a_warning(
     assert len(warnings) == 1
     assert warnings[0]["log_level"] == "warning"
     assert warnings[0]["weights"] == weights.name
+
+
+def test_the_shipped_card_gives_the_ranges_of_its_recipe() -> None:
+    denoiser = load_denoiser(ModelSettings(backend="auto", device="cpu", threads=1))
+    assert denoiser.card is not None
+    ranges = denoiser.card.ranges
+    # UniPET 1.0.0 states no ranges: DRFs 4 to 100, sizes small (5 / 6 mm) and full (3.6 / 3 mm).
+    assert (ranges.drf, ranges.pixel_mm, ranges.slice_mm) == ((4.0, 100.0), (3.6, 5.0), (3.0, 6.0))
+    assert ranges.tracers == frozenset({"fdg"}) == trained_tracers(ModelSettings())
+    assert denoiser.card.intended_use.startswith("research")
+
+
+def test_stated_ranges_and_tracers_of_a_card_reach_the_node(tmp_path: Path) -> None:
+    weights, sha256 = _weights(tmp_path)
+    stated = TrainedRanges(drf=(2.0, 150.0), pixel_mm=(2.0, 4.0))
+    weights.with_suffix(".json").write_text(
+        _card_text(sha256, trained_ranges=stated, tracer="FDG", extra_datasets=())
+    )
+    card = _unipet(weights).card
+    assert card is not None
+    # Stated parts win; the slice span still comes from the recipe's size (small: 6 mm).
+    assert (card.ranges.drf, card.ranges.pixel_mm, card.ranges.slice_mm) == (
+        (2.0, 150.0),
+        (2.0, 4.0),
+        (6.0, 6.0),
+    )
+    assert card.ranges.tracers == frozenset({"fdg"})
+
+
+def test_a_card_with_a_bad_range_is_a_config_error_naming_the_field(tmp_path: Path) -> None:
+    weights, sha256 = _weights(tmp_path)
+    document = json.loads(_card_text(sha256))
+    document["data"]["trained_ranges"] = {"drf": [100.0, 4.0]}
+    weights.with_suffix(".json").write_text(json.dumps(document))
+    with pytest.raises(ConfigError, match=r"card\.data\.trained_ranges\.drf must be \[low, high\]"):
+        _unipet(weights)
+
+
+def test_the_gaussian_filter_has_no_card_to_check_against() -> None:
+    assert GaussianDenoiser(5.0).card is None

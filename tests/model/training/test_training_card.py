@@ -1,0 +1,59 @@
+"""The training card skeleton states the DRF and voxel ranges of the studies it trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from model.card import ModelCard, TrainedRanges
+from model.drf_estimate import DrfCalibration
+from model.patches import PatchSampler, SuvStudy
+from model.training.card import trained_ranges, training_card
+from model.training.config import TrainConfig
+from model.training.trainer import Trainer
+
+DRFS = (4.0, 20.0, 50.0)
+
+
+def _study(seed: int, spacing_mm: tuple[float, float, float]) -> SuvStudy:
+    """A uniform body with a little noise per DRF, on the given voxel grid."""
+    rng = np.random.default_rng(seed)
+    full = np.zeros((8, 32, 32), dtype=np.float32)
+    full[:, 6:26, 6:26] = 1.5
+    low = {
+        d: (full + rng.normal(0, 0.05, full.shape) * (full > 0)).astype(np.float32) for d in DRFS
+    }
+    return SuvStudy(seed, spacing_mm, 1e-4, full, low)
+
+
+def _trainer(tmp_path: Path) -> Trainer:
+    config = TrainConfig(
+        out_dir=str(tmp_path / "run"),
+        dataset_dir=str(tmp_path / "no-dataset"),
+        drfs=DRFS,
+        widths=(4, 8, 8),
+        code_dim=4,
+        style_width=4,
+        patch_size=16,
+        threads=1,
+        device="cpu",
+    )
+    # Two sizes mixed, one with anisotropic pixels: rows 5 mm, columns 4.5 mm.
+    studies = [_study(0, (6.0, 5.0, 4.5)), _study(1, (3.0, 3.6, 3.6))]
+    return Trainer(config, PatchSampler(studies, DRFS, config.context_slices, 16))
+
+
+def test_ranges_span_every_study_and_drf(tmp_path: Path) -> None:
+    assert trained_ranges(_trainer(tmp_path)) == TrainedRanges(
+        drf=(4.0, 50.0), pixel_mm=(3.6, 5.0), slice_mm=(3.0, 6.0)
+    )
+
+
+def test_the_skeleton_card_carries_them_through_its_json(tmp_path: Path) -> None:
+    calibration = DrfCalibration((2.0, 0.0, 0.0, 0.0, 8.0), 2, 1.0)
+    card = training_card(_trainer(tmp_path), "ab" * 32, 12.0, calibration)
+    assert card.data.trained_ranges == TrainedRanges((4.0, 50.0), (3.6, 5.0), (3.0, 6.0))
+    again = ModelCard.from_text(card.to_text())
+    assert again.data.trained_ranges == card.data.trained_ranges
+    assert again.data.effective_ranges() == card.data.trained_ranges

@@ -171,7 +171,8 @@ class UniPETDenoiser:
         """Denoise in SUV inside the network; input and output stay in Bq/ml."""
         _check_volume(volume_bqml)
         try:
-            result = self._network.denoise(volume_bqml, suv_per_bqml)
+            slice_mm, row_mm, column_mm = (float(v) for v in spacing_mm)
+            result = self._network.denoise(volume_bqml, suv_per_bqml, (slice_mm, row_mm, column_mm))
         except (RuntimeError, ValueError) as exc:  # torch raises RuntimeError (e.g. out of memory)
             raise InferenceError(f"UniPET inference failed: {exc}") from exc
         return DenoiseResult(

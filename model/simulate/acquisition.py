@@ -3,7 +3,7 @@
 The full-dose count level is calibrated per phantom so its reconstruction has a target liver
 CoV, measured on a short pilot reconstruction of the liver slices: 8-12 % for the fixed study
 sizes; for clinical profiles the profile's published full-dose level scaled by the patient's
-weight and time per bed (``model.simulate.scanner.liver_cov_target``), so that DRF 1 means a
+weight (``model.simulate.scanner.liver_cov_target``), so that DRF 1 means a
 standard clinical acquisition on that scanner and protocol. Full-dose prompts are Poisson;
 each lower dose is a binomial thinning of those very counts with ``p = 1/DRF``, which is
 what list-mode subsampling of the full acquisition gives (and so low-dose noise is nested

@@ -26,8 +26,10 @@ voxels without post-filter are proportionally noisier (noise grows roughly as vo
 to the -1/2 for the same counts), which is why the 2 mm and 1.65 mm profiles sit higher. The
 same study found that with a dose proportional to body mass (the EANM rule) the liver SNR
 falls with mass, a dose proportional to mass squared keeping it constant; so the count level
-of each phantom follows ``liver_cov_target``: the reference CoV times sqrt(weight / 75 kg),
-divided by the square root of the drawn time per bed relative to the reference.
+of each phantom follows ``liver_cov_target``: the reference CoV times sqrt(weight / 75 kg).
+The full dose is always the standard acquisition (EANM dose, the protocol's standard time per
+bed): a site's shorter protocol is a dose reduction like any other, which is what "DRF 1"
+must mean for a DRF estimate to be comparable across sites.
 """
 
 from __future__ import annotations
@@ -122,11 +124,7 @@ def draw_scanner(rng: np.random.Generator) -> ScannerModel:
 
 
 def draw_clinical_scanner(rng: np.random.Generator, held_out: bool = False) -> ScannerModel:
-    """A clinical profile (a training one, or with ``held_out`` an unseen one), jittered.
-
-    The time per bed is drawn from 1.5-4 min (``bed_time_factor`` relative to 2.5 min), which
-    with the patient's weight sets the phantom's full-dose count level.
-    """
+    """A clinical profile (a training one, or with ``held_out`` an unseen one), jittered."""
     pool = [p for p in CLINICAL_PROFILES if p.held_out == held_out]
     profile = pool[int(rng.integers(len(pool)))]
     post = float(profile.postfilter_fwhm_mm[int(rng.integers(len(profile.postfilter_fwhm_mm)))])
@@ -147,7 +145,6 @@ def draw_clinical_scanner(rng: np.random.Generator, held_out: bool = False) -> S
         slice_mm=slice_mm,
         n_angles=profile.n_angles,
         reference_liver_cov=profile.reference_liver_cov,
-        bed_time_factor=float(rng.uniform(1.5, 4.0) / 2.5),
     )  # fmt: skip
 
 
@@ -155,11 +152,10 @@ def liver_cov_target(scanner: ScannerModel, weight_kg: float, rng: np.random.Gen
     """Full-dose liver CoV this phantom's count level is set to (clinical profiles).
 
     The profile's reference CoV, times sqrt(weight / 75 kg) (EANM dose proportional to mass,
-    de Groot 2013), over sqrt(time per bed / reference), with a 10 % patient-to-patient
-    spread (uptake, blood glucose, bed overlap).
+    de Groot 2013), with a 10 % patient-to-patient spread (uptake, blood glucose, bed
+    overlap).
     """
-    if scanner.reference_liver_cov is None or scanner.bed_time_factor is None:
+    if scanner.reference_liver_cov is None:
         raise ValueError(f"scanner {scanner.name!r} is not a clinical profile")
     cov = scanner.reference_liver_cov * math.sqrt(weight_kg / REFERENCE_WEIGHT_KG)
-    cov /= math.sqrt(scanner.bed_time_factor)
     return float(cov * math.exp(rng.normal(0.0, 0.10)))

@@ -54,14 +54,13 @@ class ScannerModel:
     scatter_fraction: float
     randoms_fraction: float
     # Clinical profiles only (size "clinical"): the reconstruction grid and angular sampling
-    # the profile draws, and the count level relative to the reference acquisition
+    # the profile draws, and the full-dose liver CoV of its standard acquisition
     # (``model.simulate.scanner.liver_cov_target``). None for the fixed study sizes tiny/small/full.
     matrix: int | None = None
     pixel_mm: float | None = None
     slice_mm: float | None = None
     n_angles: int | None = None
     reference_liver_cov: float | None = None
-    bed_time_factor: float | None = None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ VOXEL_FEATURE_NAMES = (
     "log_mean_bqml",
     "log_pixel_mm",
     "log_slice_mm",
+    "log_body_area_cm2",
+    "log_rel_hp3_sq",
     "one",
 )
 KNOWN_FEATURE_SETS = (FEATURE_NAMES, VOXEL_FEATURE_NAMES)
@@ -62,6 +64,10 @@ def noise_features(
 
     The body is where the 7x7 in-plane mean exceeds ``BODY_SUV_SMOOTH`` SUV, eroded so edges
     of the body do not count as noise; medians keep lesions and organ edges from dominating.
+    The voxel set adds the voxel size, the body's median cross-section (a larger patient
+    attenuates more, so the same dose gives fewer counts per ml: the dose-by-weight effect
+    of de Groot et al. 2013, read from the image rather than the header) and the square of
+    the main noise feature (OSEM's noise is not a pure power law of the counts at 1 % dose).
 
     Raises:
         ValueError: the volume has no body voxels; voxel features without ``spacing_mm``;
@@ -76,17 +82,25 @@ def noise_features(
     body = ndimage.binary_erosion(smooth * suv_per_bqml > BODY_SUV_SMOOTH, np.ones((1, 7, 7)))
     if not body.any():
         raise ValueError("no body voxels: cannot measure noise")
-    feats = []
-    for size in ((1, 3, 3), (1, 5, 5), (3, 1, 1)):
+    values: dict[str, float] = {"one": 1.0}
+    for name, size in (
+        ("log_rel_hp3", (1, 3, 3)),
+        ("log_rel_hp5", (1, 5, 5)),
+        ("log_rel_hpz", (3, 1, 1)),
+    ):
         high_pass = volume - ndimage.uniform_filter(volume, size)
         relative = np.abs(high_pass[body]) / smooth[body]
-        feats.append(math.log(float(np.median(relative)) + 1e-12))
-    feats.append(math.log(float(volume[body].mean(dtype=np.float64))))
-    if spacing_mm is not None and "log_pixel_mm" in names:
-        feats.append(math.log(math.sqrt(spacing_mm[1] * spacing_mm[2])))
-        feats.append(math.log(spacing_mm[0]))
-    feats.append(1.0)
-    return np.asarray(feats, dtype=np.float64)
+        values[name] = math.log(float(np.median(relative)) + 1e-12)
+    values["log_mean_bqml"] = math.log(float(volume[body].mean(dtype=np.float64)))
+    values["log_rel_hp3_sq"] = values["log_rel_hp3"] ** 2
+    if spacing_mm is not None:
+        pixel_mm2 = spacing_mm[1] * spacing_mm[2]
+        values["log_pixel_mm"] = 0.5 * math.log(pixel_mm2)
+        values["log_slice_mm"] = math.log(spacing_mm[0])
+        per_slice = body.sum(axis=(1, 2))
+        area_cm2 = float(np.median(per_slice[per_slice > 0])) * pixel_mm2 / 100.0
+        values["log_body_area_cm2"] = math.log(area_cm2)
+    return np.asarray([values[name] for name in names], dtype=np.float64)
 
 
 @dataclass(frozen=True)

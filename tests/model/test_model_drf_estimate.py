@@ -97,7 +97,7 @@ def test_voxel_features_tell_small_voxels_from_low_dose() -> None:
 
 
 def test_voxel_calibration_refuses_to_guess_without_spacing() -> None:
-    calibration = DrfCalibration((1.0,) * 7, 2, 1.0, VOXEL_FEATURE_NAMES)
+    calibration = DrfCalibration((1.0,) * len(VOXEL_FEATURE_NAMES), 2, 1.0, VOXEL_FEATURE_NAMES)
     with pytest.raises(ValueError, match="spacing"):
         calibration.estimate(_volume(0, 4.0), SUV_PER_BQML)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
+from scipy import ndimage
 
 from model.drf_estimate import DrfCalibration
 from model.errors import WeightsError
@@ -32,7 +33,20 @@ from model.networks import StyleCodes, UniPETNet
 from model.patches import slice_stack
 from model.weights_io import load_network, sha256_file
 
-__all__ = ["DenoisedVolume", "Denoiser", "blend_ramp", "load_denoiser", "tile_starts"]
+__all__ = [
+    "DenoisedVolume",
+    "Denoiser",
+    "blend_ramp",
+    "body_window",
+    "load_denoiser",
+    "tile_starts",
+]
+
+#: Slice-mean SUV above which a pixel column counts as body for the inference box: well
+#: under any tissue's uptake averaged over a whole-body scan, well over air and scatter.
+BODY_WINDOW_SUV = 0.05
+#: Pixels of air kept around the body (more than the network's receptive field reaches).
+BODY_WINDOW_MARGIN = 24
 
 FloatVolume = npt.NDArray[np.float32]
 
@@ -87,6 +101,7 @@ class Denoiser:
         tile_size: largest in-plane tile edge in pixels; bigger slices are tiled.
         tile_overlap: pixels shared by neighbouring tiles, blended linearly.
         batch_slices: slices denoised per forward pass.
+        crop_to_body: denoise only the in-plane box holding the body (``body_window``).
     """
 
     def __init__(
@@ -98,6 +113,7 @@ class Denoiser:
         tile_size: int = 256,
         tile_overlap: int = 32,
         batch_slices: int = 8,
+        crop_to_body: bool = True,
     ) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
@@ -117,6 +133,7 @@ class Denoiser:
         self.tile_size = tile_size
         self.tile_overlap = tile_overlap
         self.batch_slices = batch_slices
+        self.crop_to_body = crop_to_body
 
     @property
     def network(self) -> UniPETNet:
@@ -169,7 +186,23 @@ class Denoiser:
             return None
 
     def denoise_suv(self, suv: FloatVolume) -> FloatVolume:
-        """Denoise a (z, y, x) volume in SUV."""
+        """Denoise a (z, y, x) volume in SUV, only over the in-plane box that holds the body.
+
+        Clinical matrices are mostly air (a 440x440 matrix of 1.65 mm pixels is 73 cm
+        across, a patient 35-45 cm): cutting it away makes inference several times faster.
+        Air outside the box is returned as it came in (the residual network leaves air as
+        it is anyway).
+        """
+        window = body_window(suv) if self.crop_to_body else None
+        if window is None:
+            return self._denoise_whole(suv)
+        out = np.array(suv, dtype=np.float32, copy=True)
+        box = (slice(None), *window)
+        out[box] = self._denoise_whole(np.ascontiguousarray(suv[box]))
+        return out
+
+    def _denoise_whole(self, suv: FloatVolume) -> FloatVolume:
+        """Denoise every voxel of a (z, y, x) volume in SUV."""
         out = np.empty_like(suv, dtype=np.float32)
         context = self.net.config.context_slices
         with torch.inference_mode():
@@ -206,6 +239,24 @@ class Denoiser:
         return total / weight_sum
 
 
+def body_window(
+    suv: FloatVolume, threshold_suv: float = BODY_WINDOW_SUV, margin_px: int = BODY_WINDOW_MARGIN
+) -> tuple[slice, slice] | None:
+    """In-plane rows and columns holding every voxel whose slice-mean SUV, smoothed over
+    5x5 pixels, exceeds ``threshold_suv``, grown by ``margin_px``; None when that is the
+    whole plane or nothing (then the whole volume is denoised)."""
+    plane = ndimage.uniform_filter(suv.mean(axis=0, dtype=np.float32), 5)
+    ys, xs = np.nonzero(plane > threshold_suv)
+    if ys.size == 0:
+        return None
+    height, width = plane.shape
+    rows = slice(max(0, int(ys.min()) - margin_px), min(height, int(ys.max()) + 1 + margin_px))
+    cols = slice(max(0, int(xs.min()) - margin_px), min(width, int(xs.max()) + 1 + margin_px))
+    if rows == slice(0, height) and cols == slice(0, width):
+        return None
+    return rows, cols
+
+
 def _calibration(header: dict[str, str], path: Path) -> DrfCalibration | None:
     """The DRF calibration in a weights header, or None when the file has none.
 
@@ -229,6 +280,7 @@ def load_denoiser(
     tile_size: int = 256,
     tile_overlap: int = 32,
     batch_slices: int = 8,
+    crop_to_body: bool = True,
 ) -> Denoiser:
     """Load a trained network from a safetensors file (once per process); see :class:`Denoiser`.
 
@@ -243,4 +295,5 @@ def load_denoiser(
         tile_size=tile_size,
         tile_overlap=tile_overlap,
         batch_slices=batch_slices,
+        crop_to_body=crop_to_body,
     )

@@ -12,7 +12,7 @@ import torch
 from model import DenoisedVolume, load_denoiser
 from model.drf_estimate import DrfCalibration
 from model.errors import WeightsError
-from model.inference import blend_ramp, tile_starts
+from model.inference import blend_ramp, body_window, tile_starts
 from model.networks import NetworkConfig, UniPETNet, Variant
 from model.weights_io import save_weights, sha256_file
 
@@ -125,3 +125,29 @@ def test_unreadable_calibration_raises_weights_error(tmp_path: Path) -> None:
     save_weights(net, path, version="0", extra={"drf_calibration": '{"features": ["x"]}'})
     with pytest.raises(WeightsError):
         load_denoiser(path)
+
+
+def test_body_window_holds_the_body_with_its_margin() -> None:
+    suv = np.zeros((4, 120, 140), np.float32)
+    suv[:, 40:70, 50:100] = 1.0
+    rows, cols = body_window(suv, margin_px=8)
+    assert rows.start <= 40 - 8 + 2 and rows.stop >= 70 + 8 - 2
+    assert cols.start <= 50 - 8 + 2 and cols.stop >= 100 + 8 - 2
+    assert rows.stop - rows.start < 60 and cols.stop - cols.start < 80
+    assert body_window(np.zeros_like(suv)) is None
+    assert body_window(np.ones_like(suv)) is None  # all body: nothing to cut
+
+
+def test_cropped_inference_matches_the_whole_plane_and_keeps_air(tmp_path: Path) -> None:
+    weights = _weights(tmp_path)
+    rng = np.random.default_rng(1)
+    volume = np.zeros((5, 96, 112), np.float32)
+    volume[:, 30:62, 40:80] = 15000.0 + rng.gamma(4.0, 1000.0, (5, 32, 40)).astype(np.float32)
+    volume[:, :5, :5] = 3.0  # faint air signal far from the body
+    cropped = load_denoiser(weights, threads=1).denoise(volume, 1e-4).volume_bqml
+    whole = load_denoiser(weights, threads=1, crop_to_body=False).denoise(volume, 1e-4).volume_bqml
+    body = (slice(None), slice(30, 62), slice(40, 80))
+    change = np.abs(whole[body] - volume[body]).mean()
+    assert change > 100.0
+    assert np.abs(cropped[body] - whole[body]).mean() < 0.02 * change
+    np.testing.assert_array_equal(cropped[:, :5, :5], volume[:, :5, :5])

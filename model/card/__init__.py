@@ -9,7 +9,13 @@ readers; ``ranges`` holds the DRF and voxel ranges of the training data.
 from __future__ import annotations
 
 from model.card.markdown import render_markdown
-from model.card.packaging import EVALUATION_KEYS, build_dataset_command, package_card, seed_ranges
+from model.card.packaging import (
+    EVALUATION_KEYS,
+    OPTIONAL_EVALUATION_KEYS,
+    build_dataset_command,
+    package_card,
+    seed_ranges,
+)
 from model.card.ranges import TrainedRanges
 from model.card.results import DrfAccuracy, Evaluation, MethodMeans
 from model.card.schema import (
@@ -24,6 +30,7 @@ from model.card.schema import (
 
 __all__ = [
     "EVALUATION_KEYS",
+    "OPTIONAL_EVALUATION_KEYS",
     "Architecture",
     "DatasetSummary",
     "DrfAccuracy",

@@ -16,7 +16,10 @@ from model.card.ranges import TrainedRanges
 from model.card.results import DrfAccuracy, Evaluation, MethodMeans
 from model.card.schema import Architecture, ModelCard, TrainingData
 from model.drf_estimate import DrfCalibration
-from model.evaluation.targets import TargetCheck
+from model.evaluation.full_dose import full_dose_markdown
+from model.evaluation.groups import group_markdown
+from model.evaluation.lesion_tables import lesion_markdown
+from model.evaluation.targets import targets_markdown
 from model.networks import Variant
 
 __all__ = ["LIMITATIONS", "TABLE_COLUMNS", "render_markdown"]
@@ -234,7 +237,7 @@ def _drf_table(key: str, rows: Sequence[MethodMeans], training_drfs: Sequence[fl
 
 
 def _evaluation(evaluation: Evaluation | None) -> list[str]:
-    """The evaluation tables, one per DRF."""
+    """The evaluation tables, one per DRF; lesion, scanner and full-dose tables when measured."""
     if evaluation is None:
         return ["## Evaluation", "", "Not evaluated: the card was not packaged."]
     lines = [
@@ -244,33 +247,14 @@ def _evaluation(evaluation: Evaluation | None) -> list[str]:
         f"{_seeds(evaluation.test_seeds)}. {evaluation.reference}",
         "",
     ]
-    for key in sorted(evaluation.tables, key=float):
+    keys = sorted(evaluation.tables, key=float)
+    for key in keys:
         lines += _drf_table(key, evaluation.tables[key], evaluation.training_drfs)
+    lines += lesion_markdown({float(key): evaluation.tables[key] for key in keys})
+    lines += group_markdown(evaluation.groups or {})
+    if evaluation.full_dose_input is not None:
+        lines += [*full_dose_markdown(evaluation.full_dose_input), ""]
     return lines
-
-
-def _targets(checks: Sequence[TargetCheck]) -> list[str]:
-    """Target checks with PASS/MISS."""
-    if not checks:
-        return ["## Targets", "", "No target could be checked: the methods it needs are absent."]
-    rows = [
-        [
-            _text(c.check),
-            "all" if c.drf is None else _number(c.drf, "{:g}"),
-            _number(c.value, "{:.3f}"),
-            _number(c.threshold, "{:.3f}"),
-            "PASS" if c.passed else "MISS",
-        ]
-        for c in checks
-    ]
-    met = sum(1 for c in checks if c.passed)
-    return [
-        "## Targets",
-        "",
-        f"{met} of {len(checks)} checks met.",
-        "",
-        *_table(["check (UniPET)", "DRF", "value", "threshold", "result"], rows),
-    ]
 
 
 def _flat(value: JsonValue, prefix: str = "") -> list[list[str]]:
@@ -342,7 +326,7 @@ def render_markdown(card: ModelCard, weights_name: str) -> str:
         _data(card.data),
         _training(card),
         _evaluation(card.evaluation),
-        _targets(card.targets or ()),
+        targets_markdown(card.targets or ()),
         _extras(card),
         ["## Limitations", "", *(f"- {line}" for line in LIMITATIONS)],
     ]

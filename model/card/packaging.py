@@ -15,12 +15,20 @@ from pathlib import PurePath
 from model.card._json import Reader, finite_object
 from model.card.results import DrfAccuracy, Evaluation
 from model.card.schema import ModelCard, TrainingData, TrainingRecord
-from model.evaluation.targets import TargetNames, check_targets
+from model.evaluation.targets import TargetNames, check_targets, limits_for_version
 
-__all__ = ["EVALUATION_KEYS", "build_dataset_command", "package_card", "seed_ranges"]
+__all__ = [
+    "EVALUATION_KEYS",
+    "OPTIONAL_EVALUATION_KEYS",
+    "build_dataset_command",
+    "package_card",
+    "seed_ranges",
+]
 
 # Kept from results.json; its per-case rows are left out (bulky, and in the evaluation folder).
 EVALUATION_KEYS = ("size", "test_seeds", "drfs", "training_drfs", "reference", "tables")
+# Kept when the evaluation has them (scanner groups, the full-dose-in check: 1.1 on).
+OPTIONAL_EVALUATION_KEYS = ("groups", "full_dose_input")
 # Stand-ins for absolute paths of the training machine, as used in the commands of the card.
 PATH_PLACEHOLDERS = {"dataset_dir": "DATASET", "out_dir": "RUN", "init_weights": "START_WEIGHTS"}
 
@@ -101,6 +109,7 @@ def package_card(
         version: version of the shipped weights (as in their header).
         weights_sha256: SHA-256 of the shipped weights file.
         results: ``results.json`` of ``model.evaluate`` (its per-case rows are left out).
+            The targets are those of ``version``'s release (``limits_for_version``).
         manifest: the training dataset's manifest, for the command that rebuilds it.
         benchmark: benchmark figures, copied verbatim.
         drf_accuracy: ``drf_estimate.json`` of ``model.evaluate``; the card keeps the summary.
@@ -114,15 +123,23 @@ def package_card(
     tables = results.get("tables")
     if not isinstance(tables, Mapping) or not tables:
         raise ValueError("results.json has no 'tables' object")
-    fields = {k: results[k] for k in EVALUATION_KEYS if k in results}
+    kept = (*EVALUATION_KEYS, *OPTIONAL_EVALUATION_KEYS)
+    fields = {k: results[k] for k in kept if k in results}
     if not results.get("training_drfs"):
         fields["training_drfs"] = list(training_card.data.training_drfs)
     evaluation = Evaluation.from_json(Reader(fields, "results"))
-    targets = check_targets(evaluation.tables_json(), evaluation.training_drfs, names)
     accuracy = (
         DrfAccuracy.from_json(Reader(drf_accuracy, "drf_accuracy"), records=True)
         if drf_accuracy is not None
         else training_card.drf_estimate_accuracy
+    )
+    targets = check_targets(
+        evaluation.tables_json(),
+        evaluation.training_drfs,
+        names,
+        limits=limits_for_version(version),
+        full_dose=evaluation.full_dose_input,
+        drf_overall=accuracy.overall if accuracy is not None else None,
     )
     return replace(
         training_card,

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from model.card._json import Reader, omit_none
 from model.errors import CardError
 from model.evaluation.drf_accuracy import DrfOverall, DrfSummary
+from model.evaluation.full_dose import FullDoseInput, FullDoseRow
 from model.evaluation.targets import TargetCheck
 
 __all__ = [
     "DrfAccuracy",
     "Evaluation",
     "MethodMeans",
+    "full_dose_from_json",
     "overall_from_json",
     "summary_from_json",
     "target_from_json",
@@ -58,11 +60,60 @@ class MethodMeans:
         return row
 
 
+DrfTables = Mapping[str, tuple[MethodMeans, ...]]
+
+
+def _tables_json(tables: DrfTables) -> dict[str, list[dict[str, object]]]:
+    """Per-DRF tables in their JSON form."""
+    return {k: [row.to_json() for row in rows] for k, rows in tables.items()}
+
+
+def _tables_from_json(tables: Reader) -> DrfTables:
+    """Per-DRF tables keyed by DRF text.
+
+    Raises:
+        CardError: a key that is not a DRF, or a malformed row.
+    """
+    keys = tables.names()
+    for key in keys:
+        try:
+            float(key)
+        except ValueError:
+            raise CardError(f"evaluation table key {key!r} is not a DRF") from None
+    read = {k: tuple(MethodMeans.from_json(row) for row in tables.objs(k)) for k in keys}
+    tables.done()
+    return read
+
+
+def full_dose_from_json(r: Reader) -> FullDoseInput:
+    """The full-dose-in check (``model.evaluation.full_dose``)."""
+    rows = []
+    for row in r.objs("methods"):
+        rows.append(
+            FullDoseRow(
+                method=row.text("method"),
+                n_phantoms=row.integer("n_phantoms"),
+                hottest_lesion_max_bias_pct=row.opt_number("hottest_lesion_max_bias_pct"),
+                liver_cov_ratio=row.opt_number("liver_cov_ratio"),
+            )
+        )
+        row.done()
+    check = FullDoseInput(
+        n_phantoms=r.integer("n_phantoms"),
+        drf_estimate=r.opt_number("drf_estimate"),
+        methods=tuple(rows),
+    )
+    r.done()
+    return check
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """The held-out evaluation: phantoms, DRFs, reference note and one table per DRF.
 
-    Table keys stay the text ``results.json`` uses (``"4"``, ``"0.5"``).
+    Table keys stay the text ``results.json`` uses (``"4"``, ``"0.5"``). ``groups`` (the
+    tables per scanner group) and ``full_dose_input`` (the full-dose-in check) exist from
+    1.1 on and are left out of the JSON when absent.
     """
 
     size: str
@@ -70,10 +121,13 @@ class Evaluation:
     drfs: tuple[float, ...]
     training_drfs: tuple[float, ...]
     reference: str
-    tables: Mapping[str, tuple[MethodMeans, ...]]
+    tables: DrfTables
+    groups: Mapping[str, DrfTables] | None = None
+    full_dose_input: FullDoseInput | None = None
 
     def to_json(self) -> dict[str, object]:
         """The card's ``evaluation`` object."""
+        groups = self.groups
         return {
             "size": self.size,
             "test_seeds": list(self.test_seeds),
@@ -81,11 +135,23 @@ class Evaluation:
             "training_drfs": list(self.training_drfs),
             "reference": self.reference,
             "tables": self.tables_json(),
+            **omit_none(
+                [
+                    (
+                        "groups",
+                        {k: _tables_json(v) for k, v in groups.items()} if groups else None,
+                    ),
+                    (
+                        "full_dose_input",
+                        self.full_dose_input.to_json() if self.full_dose_input else None,
+                    ),
+                ]
+            ),
         }
 
     def tables_json(self) -> dict[str, list[dict[str, object]]]:
         """The tables in their JSON form (what the target checks read)."""
-        return {k: [row.to_json() for row in rows] for k, rows in self.tables.items()}
+        return _tables_json(self.tables)
 
     @classmethod
     def from_json(cls, r: Reader) -> Evaluation:
@@ -94,22 +160,24 @@ class Evaluation:
         Raises:
             CardError: a missing or mistyped field, or a table key that is not a DRF.
         """
-        tables = r.obj("tables")
-        keys = tables.names()
-        for key in keys:
-            try:
-                float(key)
-            except ValueError:
-                raise CardError(f"evaluation table key {key!r} is not a DRF") from None
+        groups = r.opt_obj("groups")
+        full_dose = r.opt_obj("full_dose_input")
         evaluation = cls(
             size=r.text("size"),
             test_seeds=r.integers("test_seeds"),
             drfs=r.numbers("drfs"),
             training_drfs=r.numbers("training_drfs"),
             reference=r.text("reference"),
-            tables={k: tuple(MethodMeans.from_json(row) for row in tables.objs(k)) for k in keys},
+            tables=_tables_from_json(r.obj("tables")),
+            groups=(
+                {name: _tables_from_json(groups.obj(name)) for name in groups.names()}
+                if groups is not None
+                else None
+            ),
+            full_dose_input=full_dose_from_json(full_dose) if full_dose is not None else None,
         )
-        tables.done()
+        if groups is not None:
+            groups.done()
         r.done()
         return evaluation
 

@@ -7,6 +7,11 @@ nothing but the volume (UniPET is meant to work without being told the DRF).
 Specs on the command line: ``low_dose`` (the input itself, always evaluated), ``gaussian``
 (the node's fallback filter, ``GAUSSIAN_FWHM_MM``), ``tuned_gaussian``, ``nlm``, ``bm4d``
 (only if its package is installed) and ``NAME=PATH`` for a trained network's safetensors file.
+
+Rows that are no method of the command line: ``full_dose`` and ``noise_free`` (the reference
+images scored like outputs, e.g. for their own false hot spots) and
+``gaussian_matched_<network>`` (a Gaussian matched to a network's noise,
+``model.evaluation.matched``).
 """
 
 from __future__ import annotations
@@ -28,11 +33,16 @@ from model.baselines import (
 )
 
 __all__ = [
+    "FULL_DOSE",
     "GAUSSIAN_FWHM_MM",
     "LOW_DOSE",
+    "MATCHED_PREFIX",
+    "NOISE_FREE",
     "DenoiseFn",
     "Method",
     "card_train_seeds",
+    "card_training_drfs",
+    "matched_name",
     "network_method",
     "parse_method",
     "parse_methods",
@@ -42,15 +52,27 @@ FloatVolume = npt.NDArray[np.float32]
 DenoiseFn = Callable[[FloatVolume, tuple[float, float, float], float], FloatVolume]
 GAUSSIAN_FWHM_MM = 5.0  # the node's default fallback filter (service config gaussian_fwhm_mm)
 LOW_DOSE = "low_dose"
+FULL_DOSE = "full_dose"
+NOISE_FREE = "noise_free"
+MATCHED_PREFIX = "gaussian_matched_"
 
 
 @dataclass(frozen=True)
 class Method:
-    """A named method; ``train_seeds`` are phantoms it has seen (never allowed in the test)."""
+    """A named method; ``train_seeds`` are phantoms it has seen (never allowed in the test).
+
+    ``network`` methods also get a Gaussian matched to their noise (:func:`matched_name`).
+    """
 
     name: str
     for_drf: Callable[[float], DenoiseFn]
     train_seeds: frozenset[int] = field(default_factory=frozenset)
+    network: bool = False
+
+
+def matched_name(network: str) -> str:
+    """Row name of the Gaussian matched to ``network``'s noise."""
+    return f"{MATCHED_PREFIX}{network}"
 
 
 def _identity(
@@ -92,7 +114,7 @@ def network_method(name: str, weights_path: Path) -> Method:
     def run(volume: FloatVolume, spacing_mm: tuple[float, float, float], suv: float) -> FloatVolume:
         return denoiser.denoise(volume, suv).volume_bqml
 
-    return Method(name, lambda drf: run, card_train_seeds(weights_path))
+    return Method(name, lambda drf: run, card_train_seeds(weights_path), network=True)
 
 
 def card_train_seeds(weights_path: Path) -> frozenset[int]:
@@ -108,16 +130,28 @@ def card_train_seeds(weights_path: Path) -> frozenset[int]:
     return frozenset(int(s) for s in (card.get("data", {}).get("train_seeds") or []))
 
 
+def card_training_drfs(weights_path: Path) -> tuple[float, ...] | None:
+    """DRFs the network beside its model card was trained on; None without a card or list."""
+    card_path = weights_path.with_suffix(".json")
+    if not card_path.is_file():
+        return None
+    drfs = json.loads(card_path.read_text()).get("data", {}).get("training_drfs")
+    return tuple(float(d) for d in drfs) if drfs else None
+
+
 def parse_method(spec: str) -> Method:
     """A method from its command-line spec (see the module docstring).
 
     Raises:
-        ValueError: unknown name, or ``bm4d`` without its package.
+        ValueError: unknown name, ``bm4d`` without its package, or a network named like a
+            row of its own (``full_dose``, ``gaussian_matched_...``).
     """
     if "=" in spec:
         name, path = spec.split("=", 1)
         if not name or not path:
             raise ValueError(f"network spec must be NAME=PATH, got {spec!r}")
+        if name in (LOW_DOSE, FULL_DOSE, NOISE_FREE) or name.startswith(MATCHED_PREFIX):
+            raise ValueError(f"{name!r} names a row of its own; choose another network name")
         return network_method(name, Path(path))
     builtin: dict[str, Callable[[float], DenoiseFn]] = {
         LOW_DOSE: lambda drf: _identity,

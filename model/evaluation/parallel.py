@@ -21,11 +21,12 @@ from model.evaluation.runner import (
     DrfEstimateFn,
     EvalResult,
     check_split,
-    evaluate_seed,
+    evaluate_phantom,
     load_drf_estimator,
     merge_results,
+    phantoms_to_score,
 )
-from model.evaluation.split import EvalSplit
+from model.evaluation.split import EvalPhantom, EvalSplit
 
 __all__ = ["run_evaluation_parallel"]
 
@@ -37,25 +38,30 @@ class _WorkerSetup:
     method_specs: tuple[str, ...]
     drf_estimator: Path | None
     threads: int
+    match: bool
 
 
 _worker_methods: list[Method] = []
 _worker_estimator: list[DrfEstimateFn | None] = [None]
+_worker_match: list[bool] = [True]
 
 
 def _init_worker(setup: _WorkerSetup) -> None:
     """Load the methods (networks included) once per worker process."""
     torch.set_num_threads(setup.threads)
     _worker_methods[:] = parse_methods(list(setup.method_specs))
+    _worker_match[0] = setup.match
     if setup.drf_estimator is not None:
         _worker_estimator[0] = load_drf_estimator(setup.drf_estimator, setup.threads)
 
 
-def _worker_seed(
-    seed: int, first: bool, size: str, drfs: tuple[float, ...], out: Path
+def _worker_phantom(
+    phantom: EvalPhantom, first: bool, drfs: tuple[float, ...], out: Path
 ) -> EvalResult:
-    """One seed in a worker process, with the methods its initialiser loaded."""
-    return evaluate_seed(seed, first, size, drfs, _worker_methods, out, _worker_estimator[0])
+    """One phantom in a worker process, with the methods its initialiser loaded."""
+    return evaluate_phantom(
+        phantom, first, drfs, _worker_methods, out, _worker_estimator[0], _worker_match[0]
+    )
 
 
 def run_evaluation_parallel(
@@ -68,6 +74,7 @@ def run_evaluation_parallel(
     n_test: int | None = None,
     drf_estimator: Path | None = None,
     threads: int = 1,
+    match: bool = True,
 ) -> EvalResult:
     """:func:`run_evaluation` with the test phantoms spread over ``jobs`` processes.
 
@@ -78,12 +85,12 @@ def run_evaluation_parallel(
         ValueError: a test seed was seen by a split, the baselines' tuning or a network.
     """
     check_split(split, parse_methods(list(method_specs)))
-    seeds = split.test_seeds[:n_test] if n_test else split.test_seeds
-    setup = _WorkerSetup(tuple(method_specs), drf_estimator, threads)
+    phantoms = phantoms_to_score(split, size, n_test)
+    setup = _WorkerSetup(tuple(method_specs), drf_estimator, threads, match)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(setup,)) as pool:
         futures = [
-            pool.submit(_worker_seed, seed, index == 0, size, tuple(drfs), out)
-            for index, seed in enumerate(seeds)
+            pool.submit(_worker_phantom, phantom, index == 0, tuple(drfs), out)
+            for index, phantom in enumerate(phantoms)
         ]
         return merge_results(f.result() for f in futures)

@@ -1,9 +1,9 @@
-"""Tables and figures of an evaluation: per-DRF means, JSON, markdown and coronal MIPs.
+"""Tables and figures of an evaluation: per-DRF tables, JSON, markdown and coronal MIPs.
 
-Every table is a mean over test phantoms of the per-phantom figures of
-``model.evaluation.metrics``; lesion columns skip phantoms without a measurable lesion.
-JSON holds the per-phantom rows too, with non-finite numbers (PSNR of an exact match, a
-lesion median with no lesion) written as null so the file stays strict JSON.
+``results.json`` holds the per-DRF tables (``model.evaluation.tables``), the same tables per
+scanner group (``groups``), the full-dose-in check (``full_dose``) and the per-phantom rows,
+with non-finite numbers (PSNR of an exact match, a lesion median with no lesion) written as
+null so the file stays strict JSON. ``results.md`` renders them for readers.
 """
 
 from __future__ import annotations
@@ -12,20 +12,19 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from model.evaluation.metrics import CaseMetrics
+from model.evaluation.drf_accuracy import DrfRecord
+from model.evaluation.full_dose import full_dose_input, full_dose_markdown
+from model.evaluation.groups import group_markdown, group_tables
+from model.evaluation.lesion_tables import lesion_markdown
+from model.evaluation.tables import COLUMNS, CaseRow, TableRow, mean_table
 
 __all__ = [
-    "COLUMNS",
     "REFERENCE_NOTE",
-    "CaseRow",
-    "TableRow",
-    "mean_table",
     "save_mip_figure",
     "table_markdown",
     "write_reports",
@@ -38,63 +37,6 @@ REFERENCE_NOTE = (
     "full-dose texture). Lesions: median over lesions of SUVmax and SUVmean bias vs full dose, "
     "SUVmean bias vs the true SUV, and NEMA-style contrast recovery (CRC) vs truth."
 )
-
-# (field of CaseMetrics, column header, format)
-COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("psnr_db", "PSNR dB", "{:.2f}"),
-    ("nrmse", "NRMSE", "{:.4f}"),
-    ("ssim", "SSIM", "{:.4f}"),
-    ("liver_bias_pct", "liver bias % (vs FD)", "{:+.2f}"),
-    ("liver_cov_ratio", "liver CoV ratio", "{:.2f}"),
-    ("lesion_max_bias_pct", "lesion SUVmax bias % (vs FD)", "{:+.1f}"),
-    ("lesion_mean_bias_pct", "lesion SUVmean bias % (vs FD)", "{:+.1f}"),
-    ("lesion_mean_bias_truth_pct", "lesion SUVmean bias % (vs truth)", "{:+.1f}"),
-    ("lesion_crc", "lesion CRC", "{:.2f}"),
-)
-
-
-@dataclass(frozen=True)
-class CaseRow:
-    """One method on one phantom at one DRF."""
-
-    seed: int
-    drf: float
-    method: str
-    seconds: float
-    metrics: CaseMetrics
-
-
-@dataclass(frozen=True)
-class TableRow:
-    """Mean figures of one method at one DRF over the test phantoms."""
-
-    method: str
-    n_phantoms: int
-    seconds: float
-    means: dict[str, float]
-
-
-def _mean(values: Sequence[float]) -> float:
-    """Mean of the finite values; inf if all are +inf (exact matches); NaN if none is usable."""
-    finite = [v for v in values if math.isfinite(v)]
-    if finite:
-        return float(np.mean(finite))
-    if values and all(v == math.inf for v in values):
-        return math.inf
-    return math.nan
-
-
-def mean_table(rows: Sequence[CaseRow], drf: float, methods: Sequence[str]) -> list[TableRow]:
-    """One row per method (in ``methods`` order) of the means over phantoms at ``drf``."""
-    table = []
-    for method in methods:
-        sel = [r for r in rows if r.drf == drf and r.method == method]
-        if not sel:
-            continue
-        means = {key: _mean([float(getattr(r.metrics, key)) for r in sel]) for key, _, _ in COLUMNS}
-        seconds = float(np.mean([r.seconds for r in sel]))
-        table.append(TableRow(method, len(sel), seconds, means))
-    return table
 
 
 def _cell(value: float, fmt: str) -> str:
@@ -140,24 +82,43 @@ def write_reports(
     methods: Sequence[str],
     training_drfs: Sequence[float],
     meta: Mapping[str, object],
+    drf_records: Sequence[DrfRecord] = (),
 ) -> tuple[Path, Path, str]:
-    """Write ``results.json`` and ``results.md`` into ``out``; returns both paths and the text."""
+    """Write ``results.json`` and ``results.md`` into ``out``; returns both paths and the text.
+
+    ``drf_records`` (the DRF estimates of the inputs) complete the full-dose-in check.
+    """
     out.mkdir(parents=True, exist_ok=True)
     tables = {drf: mean_table(rows, drf, methods) for drf in drfs}
+    groups = group_tables(rows, drfs, methods)
+    check = full_dose_input(rows, drf_records, methods)
     sections = [table_markdown(tables[d], d, d in training_drfs) for d in drfs if tables[d]]
+    groups_json = {
+        name: {f"{d:g}": [dataclasses.asdict(t) for t in by_drf[d]] for d in drfs}
+        for name, by_drf in groups.items()
+    }
+    extra = [
+        *lesion_markdown({d: t for d, t in tables.items() if t}),
+        *group_markdown(
+            {name: {f"{d:g}": by_drf[d] for d in drfs} for name, by_drf in groups.items()}
+        ),
+        *(full_dose_markdown(check) if check is not None else []),
+    ]
     markdown = "\n".join(
-        ["## Evaluation on held-out test phantoms", "", REFERENCE_NOTE, "", *sections]
+        ["## Evaluation on held-out test phantoms", "", REFERENCE_NOTE, "", *sections, *extra]
     )
     document = {
         **meta,
         "reference": REFERENCE_NOTE,
         "training_drfs": list(training_drfs),
         "tables": {f"{d:g}": [dataclasses.asdict(t) for t in tables[d]] for d in drfs},
+        **({"groups": groups_json} if groups_json else {}),
+        **({"full_dose_input": check.to_json()} if check is not None else {}),
         "cases": [dataclasses.asdict(r) for r in rows],
     }
     json_path, md_path = out / "results.json", out / "results.md"
     json_path.write_text(json.dumps(_jsonable(document), indent=1, allow_nan=False))
-    md_path.write_text(markdown)
+    md_path.write_text(markdown.rstrip("\n") + "\n")
     return json_path, md_path, markdown
 
 

@@ -1,9 +1,12 @@
 """Running an evaluation: every method on every test phantom at every DRF, in one process.
 
-Each test phantom is simulated afresh from its seed (bit-identical to the dataset cache), once
-for all DRFs and methods, so DRFs never simulated for training (7, 15, 33, 75) can be scored
-and the DRF estimate sees exactly the volumes the methods see. The first phantom's coronal
-MIPs are written as figures, one per DRF.
+Each test phantom is simulated afresh from its seed (bit-identical to the dataset cache) or,
+for sizes too slow to simulate again, read from its dataset file (``model.evaluation.split``);
+either way once for all DRFs and methods, so the DRF estimate sees exactly the volumes the
+methods see. Besides the methods' outputs, every phantom scores its references (full dose,
+and the noise-free reconstruction when it has one) as rows of their own, and every network's
+output gets a Gaussian matched to its liver noise (``model.evaluation.matched``). The first
+phantom's coronal MIPs are written as figures, one per DRF.
 """
 
 from __future__ import annotations
@@ -17,25 +20,41 @@ import numpy as np
 import numpy.typing as npt
 
 from model.evaluation.drf_accuracy import DrfRecord
-from model.evaluation.methods import Method
-from model.evaluation.metrics import EvalCase, case_metrics
-from model.evaluation.report import CaseRow, save_mip_figure
-from model.evaluation.split import EvalSplit, check_unseen
+from model.evaluation.matched import match_gaussian
+from model.evaluation.methods import FULL_DOSE, NOISE_FREE, Method, matched_name
+from model.evaluation.metrics import (
+    CaseMetrics,
+    EvalCase,
+    LesionRecord,
+    PreparedCase,
+    prepare_case,
+    score,
+)
+from model.evaluation.report import save_mip_figure
+from model.evaluation.split import EvalPhantom, EvalSplit, check_unseen
+from model.evaluation.tables import CaseRow
 from model.evaluation.tuning import VALIDATION_SEEDS
 from model.simulate import SimulatedStudy, simulate_study
+from model.simulate.dataset import load_study
+from model.simulate.metrics import region_cov
 
 __all__ = [
+    "NOISE_FREE_ARRAY",
     "DrfEstimateFn",
     "EvalResult",
     "check_split",
-    "evaluate_seed",
+    "evaluate_phantom",
     "load_drf_estimator",
+    "load_phantom",
     "merge_results",
+    "phantoms_to_score",
     "run_evaluation",
 ]
 
 #: ``(volume_bqml, suv_per_bqml) -> estimated DRF``, None where it cannot tell.
 DrfEstimateFn = Callable[[npt.NDArray[np.float32], float], float | None]
+NOISE_FREE_ARRAY = "noise_free_bqml"  # its name in a dataset file
+FloatVolume = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -48,54 +67,152 @@ class EvalResult:
     drf_unestimated: int = 0  # volumes the estimator could not judge (no body voxels)
 
 
+@dataclass(frozen=True)
+class _Origin:
+    """Where a phantom's rows come from (the labels every row of it carries)."""
+
+    seed: int
+    dataset: str | None
+    scanner: str
+    held_out_scanner: bool
+
+    def row(
+        self,
+        drf: float,
+        method: str,
+        seconds: float,
+        scored: tuple[CaseMetrics, tuple[LesionRecord, ...]],
+        fwhm_mm: float | None = None,
+    ) -> CaseRow:
+        """A row of this phantom."""
+        metrics, lesions = scored
+        return CaseRow(
+            self.seed,
+            drf,
+            method,
+            seconds,
+            metrics,
+            lesions,
+            self.dataset,
+            self.scanner,
+            self.held_out_scanner,
+            fwhm_mm,
+        )
+
+
+def load_phantom(
+    phantom: EvalPhantom, drfs: Sequence[float]
+) -> tuple[SimulatedStudy, FloatVolume | None]:
+    """The phantom's study at ``drfs`` and its noise-free reconstruction (None if absent).
+
+    Raises:
+        ValueError: a cached file lacks one of ``drfs``.
+    """
+    if phantom.path is None:
+        study = simulate_study(phantom.seed, list(drfs), size=phantom.size)  # type: ignore[arg-type]
+        return study, None
+    study = load_study(phantom.path)
+    missing = [d for d in drfs if d not in study.low_dose_bqml]
+    if missing:
+        raise ValueError(f"{phantom.path} holds no image at DRF {missing}")
+    with np.load(phantom.path) as npz:
+        noise_free = npz[NOISE_FREE_ARRAY] if NOISE_FREE_ARRAY in npz.files else None
+    return study, noise_free
+
+
+def _reference_rows(
+    prepared: PreparedCase, drfs: Sequence[float], origin: _Origin
+) -> list[CaseRow]:
+    """The full-dose (and noise-free) image scored like an output, one row per DRF."""
+    case = prepared.case
+    rows = []
+    for name, image in ((FULL_DOSE, case.full_dose_bqml), (NOISE_FREE, case.noise_free_bqml)):
+        if image is not None:
+            scored = score(image, prepared)
+            rows += [origin.row(drf, name, 0.0, scored) for drf in drfs]
+    return rows
+
+
+def _matched_row(
+    low: FloatVolume,
+    output: FloatVolume,
+    prepared: PreparedCase,
+    drf: float,
+    network: str,
+    origin: _Origin,
+) -> CaseRow | None:
+    """The Gaussian of ``low`` matched to ``output``'s liver CoV, scored; None without liver."""
+    liver = prepared.liver
+    target = region_cov(np.asarray(output, dtype=np.float32), liver) if liver.any() else 0.0
+    if not target > 0:
+        return None
+    start = time.perf_counter()
+    matched = match_gaussian(low, prepared.case.spacing_mm, liver, target)
+    seconds = time.perf_counter() - start
+    scored = score(matched.volume, prepared)
+    return origin.row(drf, matched_name(network), seconds, scored, matched.fwhm_mm)
+
+
 def _run_case(
-    study: SimulatedStudy, drf: float, methods: Sequence[Method], case: EvalCase
-) -> tuple[list[CaseRow], list[tuple[str, np.ndarray]]]:
+    low: FloatVolume,
+    drf: float,
+    methods: Sequence[Method],
+    prepared: PreparedCase,
+    origin: _Origin,
+    match: bool,
+) -> tuple[list[CaseRow], list[tuple[str, FloatVolume]]]:
     """Every method on one phantom at one DRF; returns the rows and the output volumes."""
     rows, outputs = [], []
-    low = study.low_dose_bqml[drf]
+    case = prepared.case
     for method in methods:
         start = time.perf_counter()
-        output = method.for_drf(drf)(low, study.spacing_mm, study.suv_per_bqml)
+        output = method.for_drf(drf)(low, case.spacing_mm, case.suv_per_bqml)
         seconds = time.perf_counter() - start
-        rows.append(CaseRow(study.seed, drf, method.name, seconds, case_metrics(output, case)))
+        rows.append(origin.row(drf, method.name, seconds, score(output, prepared)))
         outputs.append((method.name.replace("_", " "), output))
+        if method.network and match:
+            matched = _matched_row(low, output, prepared, drf, method.name, origin)
+            rows += [matched] if matched is not None else []
     return rows, outputs
 
 
-def evaluate_seed(
-    seed: int,
+def evaluate_phantom(
+    phantom: EvalPhantom,
     first: bool,
-    size: str,
     drfs: Sequence[float],
     methods: Sequence[Method],
     out: Path,
     estimate_drf: DrfEstimateFn | None = None,
+    match: bool = True,
 ) -> EvalResult:
-    """Every method at every DRF on one test phantom, simulated once; ``first`` also writes
-    the MIP figures (one per DRF)."""
-    study = simulate_study(seed, list(drfs), size=size)  # type: ignore[arg-type]
-    case = EvalCase.from_study(study)
+    """Every method at every DRF on one test phantom, loaded once; ``first`` also writes the
+    MIP figures (one per DRF); ``match`` adds each network's matched Gaussian."""
+    study, noise_free = load_phantom(phantom, drfs)
+    prepared = prepare_case(EvalCase.from_study(study, noise_free))
+    origin = _Origin(study.seed, phantom.dataset, study.scanner.name, phantom.held_out_scanner)
     rows: list[CaseRow] = []
     figures: list[Path] = []
     records: list[DrfRecord] = []
     unestimated = 0
     for drf in drfs:
-        case_rows, outputs = _run_case(study, drf, methods, case)
+        low = study.low_dose_bqml[drf]
+        case_rows, outputs = _run_case(low, drf, methods, prepared, origin, match)
         rows.extend(case_rows)
         if estimate_drf is not None:
-            estimate = estimate_drf(study.low_dose_bqml[drf], study.suv_per_bqml)
+            estimate = estimate_drf(low, study.suv_per_bqml)
             if estimate is None:
                 unestimated += 1
             else:
-                records.append(DrfRecord(seed, drf, estimate))
+                records.append(DrfRecord(study.seed, drf, estimate))
         if first:
             panels = [*outputs, ("full dose", study.full_dose_bqml)]
-            title = f"DRF {drf:g}, test seed {seed}, {size}"
+            where = phantom.dataset or study.size
+            title = f"DRF {drf:g}, test seed {study.seed}, {where}"
             path = out / f"mip_drf{drf:g}.png"
             figures.append(
                 save_mip_figure(path, panels, study.spacing_mm, study.suv_per_bqml, title)
             )
+    rows.extend(_reference_rows(prepared, drfs, origin))
     return EvalResult(rows, figures, records, unestimated)
 
 
@@ -117,6 +234,12 @@ def check_split(split: EvalSplit, methods: Sequence[Method]) -> None:
     check_unseen(split.test_seeds, seen)
 
 
+def phantoms_to_score(split: EvalSplit, size: str, n_test: int | None = None) -> list[EvalPhantom]:
+    """The split's phantoms (its seeds simulated at ``size`` when it names none), first N."""
+    phantoms = list(split.phantoms) or [EvalPhantom(seed, size) for seed in split.test_seeds]
+    return phantoms[:n_test] if n_test else phantoms
+
+
 def run_evaluation(
     split: EvalSplit,
     size: str,
@@ -125,20 +248,21 @@ def run_evaluation(
     out: Path,
     n_test: int | None = None,
     estimate_drf: DrfEstimateFn | None = None,
+    match: bool = True,
 ) -> EvalResult:
-    """Evaluate ``methods`` on the test seeds at every DRF; writes the MIPs of the first seed.
+    """Evaluate ``methods`` on the test phantoms at every DRF; writes the MIPs of the first.
 
     ``estimate_drf``, when given, is applied to the same low-dose volumes the methods see, so
-    each phantom is simulated once for both.
+    each phantom is loaded once for both.
 
     Raises:
-        ValueError: a test seed was seen by a split, the baselines' tuning or a network.
+        ValueError: a test seed was seen by a split, the baselines' tuning or a network; or
+            a cached file lacks one of ``drfs``.
     """
     check_split(split, methods)
-    seeds = split.test_seeds[:n_test] if n_test else split.test_seeds
     return merge_results(
-        evaluate_seed(seed, index == 0, size, drfs, methods, out, estimate_drf)
-        for index, seed in enumerate(seeds)
+        evaluate_phantom(phantom, index == 0, drfs, methods, out, estimate_drf, match)
+        for index, phantom in enumerate(phantoms_to_score(split, size, n_test))
     )
 
 

@@ -86,3 +86,31 @@ def test_machine_paths_become_placeholders(shipped: dict[str, object]) -> None:
     assert packaged.data.dataset_dir is None
     assert packaged.data.build_command is None
     assert "/runs/" not in packaged.to_text()
+
+
+def test_a_later_release_is_checked_against_the_lesion_first_targets(
+    shipped: dict[str, object],
+) -> None:
+    card = ModelCard.from_json(shipped)
+    evaluation = shipped["evaluation"]
+    assert isinstance(evaluation, dict)
+    full_dose = {
+        "n_phantoms": 2,
+        "drf_estimate": 1.2,
+        "methods": [{"method": "unipet", "n_phantoms": 2, "hottest_lesion_max_bias_pct": 0.5,
+                     "liver_cov_ratio": 0.9}],
+    }  # fmt: skip
+    accuracy = shipped["drf_estimate_accuracy"]
+    assert isinstance(accuracy, dict)
+    results = {**evaluation, "full_dose_input": full_dose, "cases": []}
+    packaged = package_card(
+        _skeleton(card), "1.1.0", card.weights_sha256, results, drf_accuracy=accuracy
+    )
+    assert packaged.evaluation is not None
+    assert packaged.evaluation.full_dose_input is not None
+    assert packaged.targets is not None
+    checks = {t.check: t.passed for t in packaged.targets}
+    assert "|liver CoV ratio - 1| <= 0.15" in checks
+    assert checks["full-dose input: DRF estimate <= 1.5 (highest)"] is True
+    # The shipped card's own DRF estimate accuracy (median factor error above 1.15).
+    assert checks["DRF estimate: median factor error <= 1.15"] is False

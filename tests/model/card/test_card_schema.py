@@ -12,6 +12,7 @@ import pytest
 
 from model.card import MethodMeans, ModelCard, render_markdown
 from model.errors import CardError
+from model.evaluation.full_dose import FullDoseInput, FullDoseRow
 
 WEIGHTS = Path(__file__).resolve().parents[3] / "model" / "weights"
 SHIPPED = WEIGHTS / "unipet-1.0.0.json"
@@ -110,3 +111,49 @@ def test_a_table_key_that_is_no_drf_is_refused(text: str) -> None:
 def test_text_that_is_not_json_is_refused() -> None:
     with pytest.raises(CardError, match="not JSON"):
         ModelCard.from_text("{")
+
+
+def _lesion_first(card: ModelCard) -> ModelCard:
+    """The shipped card with the 1.1 parts: lesion figures, scanner groups, full-dose check."""
+    assert card.evaluation is not None
+    rows = card.evaluation.tables["4"]
+    lesion_row = MethodMeans(
+        "unipet",
+        6,
+        1.0,
+        {"psnr_db": 40.0, "lesion_peak_bias_nf_pct": -2.5, "cr_10_13": 0.7, "bv_10_13": None},
+    )
+    tables = {**card.evaluation.tables, "4": (*rows, lesion_row)}
+    check = FullDoseInput(4, None, (FullDoseRow("unipet", 4, -1.25, 0.93),))
+    evaluation = dataclasses.replace(
+        card.evaluation,
+        tables=tables,
+        groups={"unseen scanners": {"4": (lesion_row,)}},
+        full_dose_input=check,
+    )
+    return dataclasses.replace(card, evaluation=evaluation)
+
+
+def test_lesion_first_parts_round_trip_and_render(card: ModelCard) -> None:
+    changed = _lesion_first(card)
+    document = json.loads(changed.to_text())
+    assert document["evaluation"]["full_dose_input"]["methods"][0]["liver_cov_ratio"] == 0.93
+    assert ModelCard.from_json(document) == changed
+    page = render_markdown(changed, "w.safetensors")
+    assert "### Lesions at DRF 4" in page
+    assert "| unipet | -2.5 | n/a |" in page
+    assert "| unseen scanners | unipet | 40.00 |" in page
+    assert "| unipet | -1.25 | 0.93 |" in page
+
+
+def test_the_shipped_card_has_none_of_the_lesion_first_parts(card: ModelCard) -> None:
+    assert card.evaluation is not None
+    assert card.evaluation.groups is None and card.evaluation.full_dose_input is None
+    assert "groups" not in card.evaluation.to_json()
+
+
+def test_a_malformed_full_dose_check_is_refused(card: ModelCard) -> None:
+    document = json.loads(_lesion_first(card).to_text())
+    document["evaluation"]["full_dose_input"]["methods"][0]["n_phantoms"] = "four"
+    with pytest.raises(CardError, match="n_phantoms must be an integer"):
+        ModelCard.from_json(document)

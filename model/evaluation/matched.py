@@ -25,7 +25,7 @@ from model.simulate.metrics import region_cov
 
 __all__ = ["MAX_FWHM_MM", "MAX_ITERATIONS", "TOLERANCE", "MatchedGaussian", "match_gaussian"]
 
-MAX_FWHM_MM = 30.0
+MAX_FWHM_MM = 50.0  # past this a filter erases a liver; a target beyond it is reported
 MAX_ITERATIONS = 14
 TOLERANCE = 0.005  # relative liver CoV error accepted
 TRUNCATE_SIGMAS = 4.0  # scipy's gaussian_filter reach

@@ -112,7 +112,7 @@ def network_method(name: str, weights_path: Path) -> Method:
     denoiser = load_denoiser(weights_path, threads=1, device="auto")
 
     def run(volume: FloatVolume, spacing_mm: tuple[float, float, float], suv: float) -> FloatVolume:
-        return denoiser.denoise(volume, suv).volume_bqml
+        return denoiser.denoise(volume, suv, spacing_mm).volume_bqml
 
     return Method(name, lambda drf: run, card_train_seeds(weights_path), network=True)
 

@@ -69,9 +69,7 @@ class EvalCase:
     noise_free_bqml: FloatVolume | None = None  # OSEM of noiseless data; None when not made
 
     @classmethod
-    def from_study(
-        cls, study: SimulatedStudy, noise_free_bqml: FloatVolume | None = None
-    ) -> EvalCase:
+    def from_study(cls, study: SimulatedStudy) -> EvalCase:
         """The evaluation view of a simulated study, with its noise-free reconstruction if any."""
         return cls(
             seed=study.seed,
@@ -83,7 +81,7 @@ class EvalCase:
             lesion_labels=study.lesion_labels,
             lesion_suv=dict(study.lesion_suv),
             lesion_diameter_mm=dict(study.lesion_diameter_mm),
-            noise_free_bqml=noise_free_bqml,
+            noise_free_bqml=study.noise_free_bqml,
         )
 
 

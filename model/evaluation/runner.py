@@ -1,7 +1,8 @@
 """Running an evaluation: every method on every test phantom at every DRF, in one process.
 
-Each test phantom is simulated afresh from its seed (bit-identical to the dataset cache) or,
-for sizes too slow to simulate again, read from its dataset file (``model.evaluation.split``);
+Each test phantom is simulated afresh from its seed (bit-identical to the dataset cache, plus
+its noise-free reconstruction) or, for sizes too slow to simulate again, read from its
+dataset file (``model.evaluation.split``);
 either way once for all DRFs and methods, so the DRF estimate sees exactly the volumes the
 methods see. Besides the methods' outputs, every phantom scores its references (full dose,
 and the noise-free reconstruction when it has one) as rows of their own, and every network's
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +41,6 @@ from model.simulate.dataset import load_study
 from model.simulate.metrics import region_cov
 
 __all__ = [
-    "NOISE_FREE_ARRAY",
     "DrfEstimateFn",
     "EvalResult",
     "check_split",
@@ -51,9 +52,8 @@ __all__ = [
     "run_evaluation",
 ]
 
-#: ``(volume_bqml, suv_per_bqml) -> estimated DRF``, None where it cannot tell.
-DrfEstimateFn = Callable[[npt.NDArray[np.float32], float], float | None]
-NOISE_FREE_ARRAY = "noise_free_bqml"  # its name in a dataset file
+#: ``(volume_bqml, suv_per_bqml, spacing_mm) -> estimated DRF``, None where it cannot tell.
+DrfEstimateFn = Callable[[npt.NDArray[np.float32], float, tuple[float, float, float]], float | None]
 FloatVolume = npt.NDArray[np.float32]
 
 
@@ -100,24 +100,22 @@ class _Origin:
         )
 
 
-def load_phantom(
-    phantom: EvalPhantom, drfs: Sequence[float]
-) -> tuple[SimulatedStudy, FloatVolume | None]:
-    """The phantom's study at ``drfs`` and its noise-free reconstruction (None if absent).
+def load_phantom(phantom: EvalPhantom, drfs: Sequence[float]) -> SimulatedStudy:
+    """The phantom's study at ``drfs``, with its noise-free reconstruction where one exists
+    (always for a simulated phantom; for a cached one if its dataset was built with it).
 
     Raises:
         ValueError: a cached file lacks one of ``drfs``.
     """
     if phantom.path is None:
-        study = simulate_study(phantom.seed, list(drfs), size=phantom.size)  # type: ignore[arg-type]
-        return study, None
+        # The size is text from a manifest or the command line; simulate_study checks it.
+        size: Any = phantom.size
+        return simulate_study(phantom.seed, list(drfs), size=size, noise_free=True)
     study = load_study(phantom.path)
     missing = [d for d in drfs if d not in study.low_dose_bqml]
     if missing:
         raise ValueError(f"{phantom.path} holds no image at DRF {missing}")
-    with np.load(phantom.path) as npz:
-        noise_free = npz[NOISE_FREE_ARRAY] if NOISE_FREE_ARRAY in npz.files else None
-    return study, noise_free
+    return study
 
 
 def _reference_rows(
@@ -187,8 +185,8 @@ def evaluate_phantom(
 ) -> EvalResult:
     """Every method at every DRF on one test phantom, loaded once; ``first`` also writes the
     MIP figures (one per DRF); ``match`` adds each network's matched Gaussian."""
-    study, noise_free = load_phantom(phantom, drfs)
-    prepared = prepare_case(EvalCase.from_study(study, noise_free))
+    study = load_phantom(phantom, drfs)
+    prepared = prepare_case(EvalCase.from_study(study))
     origin = _Origin(study.seed, phantom.dataset, study.scanner.name, phantom.held_out_scanner)
     rows: list[CaseRow] = []
     figures: list[Path] = []
@@ -199,13 +197,15 @@ def evaluate_phantom(
         case_rows, outputs = _run_case(low, drf, methods, prepared, origin, match)
         rows.extend(case_rows)
         if estimate_drf is not None:
-            estimate = estimate_drf(low, study.suv_per_bqml)
+            estimate = estimate_drf(low, study.suv_per_bqml, study.spacing_mm)
             if estimate is None:
                 unestimated += 1
             else:
                 records.append(DrfRecord(study.seed, drf, estimate))
         if first:
             panels = [*outputs, ("full dose", study.full_dose_bqml)]
+            if study.noise_free_bqml is not None:
+                panels.append(("noise-free", study.noise_free_bqml))
             where = phantom.dataset or study.size
             title = f"DRF {drf:g}, test seed {study.seed}, {where}"
             path = out / f"mip_drf{drf:g}.png"

@@ -28,7 +28,14 @@ def test_cli_writes_tables_and_figures(tmp_path: Path) -> None:
     document = json.loads((out / "results.json").read_text())
     assert document["test_seeds"] == [91]
     rows = document["tables"]["20"]
-    assert [r["method"] for r in rows] == [LOW_DOSE, "gaussian", "tuned_gaussian", "nlm", FULL_DOSE]
+    assert [r["method"] for r in rows] == [
+        LOW_DOSE,
+        "gaussian",
+        "tuned_gaussian",
+        "nlm",
+        FULL_DOSE,
+        NOISE_FREE,
+    ]
     low, nlm = rows[0]["means"], rows[3]["means"]
     assert nlm["psnr_db"] > low["psnr_db"]
     assert nlm["liver_cov_ratio"] < low["liver_cov_ratio"]

@@ -18,6 +18,7 @@ from model.evaluation.drf_accuracy import (
     drf_markdown,
     factor_error,
     overall_accuracy,
+    percentile_factor_error,
     summarise_by_drf,
 )
 from model.networks import NetworkConfig, UniPETNet
@@ -76,6 +77,14 @@ def test_markdown_rows_and_overall_line() -> None:
     assert "| 20 | training | 3 | 20.0 | 2.00 | 33% |" in text
     assert "| 7 | unseen | 2 | 7.7 | 1.10 | 100% |" in text
     assert "Overall: median factor error 1.20 over 5 cases, 60% within x1.5." in text
+
+
+def test_the_90th_percentile_of_the_factor_error() -> None:
+    # Errors 1, 1, 1.2, 2, 2: the 90th percentile interpolates between the last two.
+    assert percentile_factor_error(RECORDS) == pytest.approx(2.0)
+    assert percentile_factor_error(RECORDS, 50.0) == pytest.approx(1.2)
+    text = drf_markdown(summarise_by_drf(RECORDS, TRAINING), overall_accuracy(RECORDS), "w", 2.0)
+    assert "60% within x1.5. 90th percentile factor error 2.00." in text
 
 
 def _tiny_weights(path: Path, calibrated: bool) -> Path:

@@ -71,6 +71,7 @@ def test_parallel_evaluation_gives_the_sequential_rows(tmp_path: Path) -> None:
         "net",
         matched_name("net"),
         FULL_DOSE,
+        NOISE_FREE,
     }
     assert [p.name for p in parallel.figures] == ["mip_drf20.png"]
 

@@ -58,11 +58,12 @@ LESION_NOTE = (
     "Lesion tables: medians over all lesions of the test phantoms. SUVpeak = highest mean SUV "
     "in a 1 cm3 sphere centred in the lesion (PERCIST); bias vs the noise-free reconstruction "
     "(NF: OSEM of noiseless data, same scanner settings) and vs the full dose (FD). CR = NEMA "
-    "NU 2 hot contrast recovery vs truth (lesion mean over a background shell in its organ); "
-    "BV = SD/mean of the means of up to 60 background spheres of the lesion's size in its "
-    "organ (or the liver). False hot spots = local maxima above 3x the image's liver SUVmean "
-    "off true lesions and truly hot tissue, per volume. gaussian_matched_<net>: the input "
-    "filtered with the Gaussian whose liver CoV matches <net>'s output, per phantom and DRF."
+    "NU 2 hot contrast recovery vs truth: lesion mean over the mean of a shell 10-20 mm past "
+    "the lesion in its organ; BV = SD/mean of the means of up to 60 spheres of the lesion's "
+    "size in its organ (or the liver) off lesions. False hot spots = local maxima (3x3x3) "
+    "above 3x the image's liver SUVmean, off true lesions and truly hot tissue, per volume. "
+    "gaussian_matched_<net>: the input filtered with the Gaussian whose liver CoV matches "
+    "<net>'s output, per phantom and DRF (its mean FWHM in the last column)."
 )
 
 NEMA_COLUMNS: tuple[Column, ...] = tuple(

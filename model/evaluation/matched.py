@@ -5,16 +5,21 @@ contrast than a Gaussian" only means something at equal noise. For each phantom 
 low-dose input is filtered with the FWHM whose liver CoV equals that of the network output;
 the network is then compared with this filter on lesion contrast (``model.evaluation.nema``).
 
-Liver CoV falls monotonically with FWHM, so bisection converges; it stops within
-``TOLERANCE`` of the target or after ``MAX_ITERATIONS``. While searching only the liver's
-bounding box (plus the kernel's reach) is filtered, which gives the liver the same values as
-filtering the whole volume at a fraction of the cost.
+Liver CoV first falls with FWHM (noise is averaged out), then rises again once the filter
+is wide enough to carry neighbouring organs' activity across the liver. So the FWHM is
+bracketed on a rising grid (``SCAN_FWHM_MM``) that stops where the CoV stops falling, then
+bisected within the bracket; it stops within ``TOLERANCE`` of the target or after
+``MAX_ITERATIONS``. A target below the lowest CoV any Gaussian reaches (an output smoother
+than the liver's own texture allows a linear filter to be) gives that lowest-CoV filter,
+marked not converged. While searching only the liver's bounding box (plus the kernel's
+reach) is filtered, which gives the liver the same values as filtering the whole volume at
+a fraction of the cost.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,10 +28,18 @@ import numpy.typing as npt
 from model.baselines import FWHM_PER_SIGMA, gaussian_postfilter
 from model.simulate.metrics import region_cov
 
-__all__ = ["MAX_FWHM_MM", "MAX_ITERATIONS", "TOLERANCE", "MatchedGaussian", "match_gaussian"]
+__all__ = [
+    "MAX_FWHM_MM",
+    "MAX_ITERATIONS",
+    "SCAN_FWHM_MM",
+    "TOLERANCE",
+    "MatchedGaussian",
+    "match_gaussian",
+]
 
-MAX_FWHM_MM = 50.0  # past this a filter erases a liver; a target beyond it is reported
-MAX_ITERATIONS = 14
+SCAN_FWHM_MM = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0)
+MAX_FWHM_MM = SCAN_FWHM_MM[-1]  # past this a filter erases a liver
+MAX_ITERATIONS = 10
 TOLERANCE = 0.005  # relative liver CoV error accepted
 TRUNCATE_SIGMAS = 4.0  # scipy's gaussian_filter reach
 
@@ -62,13 +75,12 @@ def match_gaussian(
     spacing_mm: Sequence[float],
     liver: BoolVolume,
     target_cov: float,
-    max_fwhm_mm: float = MAX_FWHM_MM,
     max_iterations: int = MAX_ITERATIONS,
 ) -> MatchedGaussian:
     """The Gaussian filter of ``volume`` whose liver CoV is ``target_cov``.
 
-    A target at or above the input's own CoV gives the input unfiltered (FWHM 0); one below
-    what ``max_fwhm_mm`` reaches gives that filter, marked not converged.
+    A target at or above the input's own CoV gives the input unfiltered (FWHM 0); one no
+    Gaussian reaches gives the filter of lowest liver CoV, marked not converged.
 
     Raises:
         ValueError: an empty liver mask or a target that is not positive and finite.
@@ -77,28 +89,54 @@ def match_gaussian(
         raise ValueError("no liver voxels to measure the noise on")
     if not (math.isfinite(target_cov) and target_cov > 0):
         raise ValueError(f"target liver CoV must be positive and finite, got {target_cov}")
-    box = _liver_box(liver, spacing_mm, max_fwhm_mm)
+    box = _liver_box(liver, spacing_mm, MAX_FWHM_MM)
     sub, sub_liver = volume[box], liver[box]
 
     def cov(fwhm_mm: float) -> float:
         return region_cov(gaussian_postfilter(sub, spacing_mm, fwhm_mm), sub_liver)
 
+    def result(fwhm_mm: float, reached: float, converged: bool) -> MatchedGaussian:
+        if fwhm_mm == 0.0:
+            return MatchedGaussian(np.asarray(volume, dtype=np.float32), 0.0, reached, converged)
+        filtered = gaussian_postfilter(volume, spacing_mm, fwhm_mm)
+        return MatchedGaussian(filtered, fwhm_mm, reached, converged)
+
     input_cov = region_cov(np.asarray(volume, dtype=np.float32), liver)
     if target_cov >= input_cov:
-        return MatchedGaussian(np.asarray(volume, dtype=np.float32), 0.0, input_cov, True)
-    low, high = 0.0, max_fwhm_mm
-    reached = cov(high)
-    if reached > target_cov:
-        return MatchedGaussian(gaussian_postfilter(volume, spacing_mm, high), high, reached, False)
-    fwhm, converged = high, abs(reached / target_cov - 1.0) <= TOLERANCE
-    for _ in range(max_iterations):
-        if converged:
+        return result(0.0, input_cov, True)
+    low, low_cov = 0.0, input_cov
+    for high in SCAN_FWHM_MM:
+        high_cov = cov(high)
+        if high_cov <= target_cov:
+            return _bisect(
+                cov, (low, low_cov), (high, high_cov), target_cov, max_iterations, result
+            )
+        if high_cov >= low_cov:  # the CoV stopped falling: the target is out of reach
             break
-        fwhm = (low + high) / 2.0
-        reached = cov(fwhm)
-        converged = abs(reached / target_cov - 1.0) <= TOLERANCE
-        if reached > target_cov:
-            low = fwhm
+        low, low_cov = high, high_cov
+    return result(low, low_cov, False)
+
+
+def _bisect(
+    cov: Callable[[float], float],
+    low: tuple[float, float],
+    high: tuple[float, float],
+    target_cov: float,
+    max_iterations: int,
+    result: Callable[[float, float, bool], MatchedGaussian],
+) -> MatchedGaussian:
+    """Bisection of a bracket (FWHM, CoV) with CoV above the target at ``low``, not at ``high``."""
+    (low_fwhm, low_cov), (high_fwhm, high_cov) = low, high
+    for _ in range(max_iterations):
+        if abs(high_cov / target_cov - 1.0) <= TOLERANCE:
+            break
+        middle = (low_fwhm + high_fwhm) / 2.0
+        middle_cov = cov(middle)
+        if middle_cov > target_cov:
+            low_fwhm, low_cov = middle, middle_cov
         else:
-            high = fwhm
-    return MatchedGaussian(gaussian_postfilter(volume, spacing_mm, fwhm), fwhm, reached, converged)
+            high_fwhm, high_cov = middle, middle_cov
+    # The bracket end nearer the target, in relative CoV.
+    if abs(low_cov / target_cov - 1.0) < abs(high_cov / target_cov - 1.0):
+        high_fwhm, high_cov = low_fwhm, low_cov
+    return result(high_fwhm, high_cov, abs(high_cov / target_cov - 1.0) <= TOLERANCE)

@@ -31,6 +31,7 @@ from model.evaluation.nema import (
     background_variability,
     contrast_recovery,
     contrast_sites,
+    near_contrast_recovery,
 )
 from model.simulate import SimulatedStudy
 from model.simulate.metrics import liver_mask, region_cov, region_mean
@@ -97,7 +98,7 @@ class CaseMetrics:
     lesion_max_bias_pct: float  # median over lesions of SUVmax vs full-dose SUVmax
     lesion_mean_bias_pct: float  # median over lesions of SUVmean vs full-dose SUVmean
     lesion_mean_bias_truth_pct: float  # median over lesions of SUVmean vs true SUV
-    lesion_crc: float  # median NEMA-style contrast recovery vs truth (1 = truth)
+    lesion_crc: float  # median contrast recovery vs truth, shell 2-3 voxels out (as 1.0)
     n_lesions: int
     hottest_lesion_max_bias_pct: float = math.nan  # SUVmax of the full dose's hottest lesion
     false_hot_spots: float = math.nan  # local maxima > 3x liver SUVmean off true hot spots
@@ -115,7 +116,7 @@ class LesionRecord:
     peak_bias_fd_pct: float  # SUVpeak vs the full dose's
     max_bias_nf_pct: float  # SUVmax vs the noise-free reconstruction's
     peak_bias_nf_pct: float  # SUVpeak vs the noise-free reconstruction's
-    contrast_recovery: float  # NEMA CR vs truth; NaN without a usable background shell
+    contrast_recovery: float  # NEMA CR vs truth, shell 10-20 mm out; NaN where unusable
     background_variability: float  # NEMA BV at the lesion's size; NaN when too few ROIs fit
 
 
@@ -181,7 +182,7 @@ class PreparedCase:
     full_clipped: FloatVolume
     liver: npt.NDArray[np.bool_]
     sites: tuple[LesionSite, ...]  # lesions with a true SUV, for SUVmax/SUVpeak/SUVmean
-    contrast: dict[int, ContrastSite]  # lesions with a usable NEMA shell
+    contrast: dict[int, ContrastSite]  # lesions with a usable background (far or near)
     full_dose: _Reference
     noise_free: _Reference | None
     hot_excluded: npt.NDArray[np.bool_]  # true lesions and hot tissue, grown by resolution
@@ -257,7 +258,8 @@ def _lesion_summary(
         image_mean = region_mean(image_suv[site.box], site.lesion)
         mean_bias.append(image_mean / region_mean(full_suv[site.box], site.lesion) - 1.0)
         truth_bias.append(image_mean / case.lesion_suv[site.label] - 1.0)
-    recoveries = [r.contrast_recovery for r in records if math.isfinite(r.contrast_recovery)]
+    near = [near_contrast_recovery(image_suv, site) for site in prepared.contrast.values()]
+    recoveries = [value for value in near if math.isfinite(value)]
     hottest = prepared.hottest_label
     return {
         "lesion_max_bias_pct": _median_pct([r.max_bias_fd_pct / 100.0 for r in records]),
@@ -280,15 +282,26 @@ def score(
     full_c, full_suv, liver = prepared.full_clipped, prepared.full_suv, prepared.liver
     records = tuple(_lesion_record(image_suv, site, prepared) for site in prepared.sites)
     lesions = _lesion_summary(image_suv, prepared, records)
-    hot_spots = count_hot_spots(image_suv, liver, prepared.hot_excluded) if liver.any() else None
+    # A section without liver (training sections may lie anywhere) has no liver figures.
+    has_liver = bool(liver.any())
     metrics = CaseMetrics(
         psnr_db=psnr_suv(image_c, full_c),
         nrmse=float(normalized_root_mse(full_c, image_c)),
         ssim=ssim_suv(image_c, full_c),
-        liver_bias_pct=100.0 * (region_mean(image_suv, liver) / region_mean(full_suv, liver) - 1),
-        liver_cov_ratio=region_cov(image_suv, liver) / region_cov(full_suv, liver),
+        liver_bias_pct=(
+            100.0 * (region_mean(image_suv, liver) / region_mean(full_suv, liver) - 1)
+            if has_liver
+            else math.nan
+        ),
+        liver_cov_ratio=(
+            region_cov(image_suv, liver) / region_cov(full_suv, liver) if has_liver else math.nan
+        ),
         n_lesions=len(records),
-        false_hot_spots=math.nan if hot_spots is None else float(hot_spots),
+        false_hot_spots=(
+            float(count_hot_spots(image_suv, liver, prepared.hot_excluded))
+            if has_liver
+            else math.nan
+        ),
         **lesions,
     )
     return metrics, records

@@ -7,10 +7,14 @@ sphere's size. Either alone can be bought with the other (smoothing lowers BV an
 together), so a denoiser is compared with a filter at the same BV (``model.evaluation.matched``).
 
 Here the "spheres" are the phantom's lesions: ``C_H`` is the mean over the lesion's voxels,
-``C_B`` the mean over a shell 2-3 voxels around it in its host organ (the shell of
-``model.simulate.metrics.lesion_recovery``, whose CRC this reproduces), and ``a_H / a_B`` the
-same ratio in the truth. BV uses as many non-overlapping spheres of the lesion's diameter as
-fit wholly in the host organ away from lesions (NEMA uses 60; at most 60 here, at least
+``C_B`` the mean over a shell ``FAR_SHELL_MM`` around it in its host organ, off other lesions,
+and ``a_H / a_B`` the same ratio in the truth. NEMA's background ROIs lie far from the
+spheres; a shell a few voxels out would lie inside the blur of a 2 mm grid and count the
+lesion's own spill-out as background, so the shell is set in millimetres, past the blur of
+any clinical system. The 1.0 evaluation's lesion CRC (shell 2-3 voxels out, as
+``model.simulate.metrics.lesion_recovery``) is kept beside it as ``near``, so that column
+means what it meant. BV uses as many non-overlapping spheres of the lesion's diameter as fit
+wholly in the host organ away from lesions (NEMA uses 60; at most 60 here, at least
 ``MIN_BV_ROIS``), falling back to the liver when the host organ is too small.
 
 Everything that depends only on the phantom (voxel indices of lesion, shell and ROIs) is
@@ -35,6 +39,7 @@ __all__ = [
     "MAX_BV_ROIS",
     "MIN_BV_ROIS",
     "SIZE_BINS",
+    "ContrastRoi",
     "ContrastSite",
     "Region",
     "SizeBin",
@@ -42,6 +47,7 @@ __all__ = [
     "background_variability",
     "contrast_recovery",
     "contrast_sites",
+    "near_contrast_recovery",
     "size_bin",
 ]
 
@@ -49,6 +55,7 @@ MAX_BV_ROIS = 60  # as NEMA NU 2
 MIN_BV_ROIS = 12
 MIN_SHELL_VOXELS = 4
 MIN_TRUE_CONTRAST = 0.05  # lesions barely above their background have no contrast to recover
+FAR_SHELL_MM = (10.0, 20.0)  # NEMA background: from, to this distance past the lesion's edge
 
 BoolVolume = npt.NDArray[np.bool_]
 IndexArray = npt.NDArray[np.intp]
@@ -85,15 +92,31 @@ def size_bin(diameter_mm: float) -> SizeBin | None:
 
 
 @dataclass(frozen=True)
+class ContrastRoi:
+    """A lesion's voxels and a background's, as flat indices, and their true ratio a_H / a_B."""
+
+    lesion: IndexArray
+    background: IndexArray
+    true_ratio: float
+
+    def recovery(self, image: Volume) -> float:
+        """``(C_H / C_B - 1) / (a_H / a_B - 1)``: 1 recovers the true contrast, 0 loses it."""
+        flat = image.ravel()
+        lesion = float(flat[self.lesion].mean(dtype=np.float64))
+        background = float(flat[self.background].mean(dtype=np.float64))
+        return (lesion / background - 1.0) / (self.true_ratio - 1.0)
+
+
+@dataclass(frozen=True)
 class ContrastSite:
-    """One lesion's NEMA ROIs as flat voxel indices, and its true lesion/background ratio."""
+    """One lesion's NEMA ROIs: contrast against a far shell (``nema``) and the 1.0 near shell
+    (``near``), each None where unusable, and the BV ROIs."""
 
     label: int
     diameter_mm: float
     organ: int  # host organ label
-    lesion: IndexArray
-    shell: IndexArray
-    true_ratio: float  # a_H / a_B in the truth
+    nema: ContrastRoi | None
+    near: ContrastRoi | None
     bv_rois: IndexArray  # (n_rois, voxels per ROI); zero rows when fewer than MIN_BV_ROIS fit
     bv_organ: int  # organ the BV ROIs lie in; 0 when none
 
@@ -113,18 +136,34 @@ def _flat(mask: BoolVolume, box: tuple[slice, slice, slice], shape: Sequence[int
     return np.asarray(np.ravel_multi_index(coords, tuple(shape)), dtype=np.intp)
 
 
-def _shell(
-    lesion: BoolVolume, organ_labels: npt.NDArray[np.integer], lesion_labels: BoolVolume
-) -> tuple[BoolVolume, int]:
-    """Voxels 2-3 voxels from the lesion, in its host organ, off every lesion; and the host.
+def _near_shell(lesion: BoolVolume, host: BoolVolume, lesions: BoolVolume) -> BoolVolume:
+    """Voxels 2-3 voxels from the lesion, in its host organ, off every lesion.
 
     The same shell as ``model.simulate.metrics.lesion_recovery`` (there computed on the
     whole volume; here on a box with room for three dilations, which gives the same voxels).
     """
-    host = int(np.bincount(organ_labels[lesion]).argmax())
     near = ndimage.binary_dilation(lesion, iterations=1)
     far = ndimage.binary_dilation(lesion, iterations=3)
-    return np.asarray(far & ~near & (organ_labels == host) & ~lesion_labels), host
+    return np.asarray(far & ~near & host & ~lesions)
+
+
+def _far_shell(
+    lesion: BoolVolume, host: BoolVolume, off_lesions: BoolVolume, spacing_mm: Sequence[float]
+) -> BoolVolume:
+    """Voxels ``FAR_SHELL_MM`` past the lesion's edge, in its host organ, off other lesions."""
+    distance = ndimage.distance_transform_edt(~lesion, sampling=list(spacing_mm))
+    low, high = FAR_SHELL_MM
+    return np.asarray((distance > low) & (distance <= high) & host & off_lesions)
+
+
+def _roi(flat_truth: Volume, lesion: IndexArray, background: IndexArray) -> ContrastRoi | None:
+    """The ROI pair, or None with too small a background or too little true contrast."""
+    if len(background) < MIN_SHELL_VOXELS:
+        return None
+    ratio = float(
+        flat_truth[lesion].mean(dtype=np.float64) / flat_truth[background].mean(dtype=np.float64)
+    )
+    return ContrastRoi(lesion, background, ratio) if ratio - 1.0 > MIN_TRUE_CONTRAST else None
 
 
 def _ball_offsets(spacing_mm: Sequence[float], radius_mm: float) -> IndexArray:
@@ -216,7 +255,11 @@ def contrast_sites(
     lesion_diameter_mm: dict[int, float],
     spacing_mm: Sequence[float],
 ) -> list[ContrastSite]:
-    """A site per lesion with a usable background shell and true contrast (ascending label)."""
+    """A site per lesion with a usable background and true contrast (ascending label).
+
+    The box around a lesion is padded by 4 voxels for the near shell (which needs 3) and by
+    the far shell's reach, so both shells are those of the whole volume.
+    """
     lesions = lesion_labels > 0
     grown = ndimage.binary_dilation(lesions, structure=np.ones((3, 3, 3), dtype=bool))
     off_lesions = np.asarray(~grown)
@@ -226,37 +269,35 @@ def contrast_sites(
         return Region.of((organ_labels == organ) & off_lesions, spacing_mm)
 
     flat_truth = truth.ravel()
+    far_pad = [math.ceil(FAR_SHELL_MM[1] / s) + 1 for s in spacing_mm]
     sites = []
     for label in sorted(int(v) for v in np.unique(lesion_labels) if v > 0):
         mask = lesion_labels == label
-        box = _padded_box(mask, 4)
-        shell, host = _shell(mask[box], organ_labels[box], lesions[box])
-        if np.count_nonzero(shell) < MIN_SHELL_VOXELS:
-            continue
-        lesion_index = _flat(mask[box], box, mask.shape)
-        shell_index = _flat(shell, box, mask.shape)
-        true_ratio = float(
-            flat_truth[lesion_index].mean(dtype=np.float64)
-            / flat_truth[shell_index].mean(dtype=np.float64)
-        )
-        if true_ratio - 1.0 <= MIN_TRUE_CONTRAST:
+        box = _padded_box(mask, max(4, *far_pad))
+        lesion = mask[box]
+        host = int(np.bincount(organ_labels[box][lesion]).argmax())
+        in_host = organ_labels[box] == host
+        lesion_index = _flat(lesion, box, mask.shape)
+        near = _near_shell(lesion, in_host, lesions[box])
+        far = _far_shell(lesion, in_host, off_lesions[box], spacing_mm)
+        nema = _roi(flat_truth, lesion_index, _flat(far, box, mask.shape))
+        near_roi = _roi(flat_truth, lesion_index, _flat(near, box, mask.shape))
+        if nema is None and near_roi is None:
             continue
         diameter = float(lesion_diameter_mm.get(label, math.nan))
         rois, bv_organ = _bv_rois(regions, host, spacing_mm, diameter)
-        sites.append(
-            ContrastSite(
-                label, diameter, host, lesion_index, shell_index, true_ratio, rois, bv_organ
-            )
-        )
+        sites.append(ContrastSite(label, diameter, host, nema, near_roi, rois, bv_organ))
     return sites
 
 
 def contrast_recovery(image: Volume, site: ContrastSite) -> float:
-    """``(C_H / C_B - 1) / (a_H / a_B - 1)``: 1 recovers the true contrast, 0 loses it."""
-    flat = image.ravel()
-    lesion = float(flat[site.lesion].mean(dtype=np.float64))
-    background = float(flat[site.shell].mean(dtype=np.float64))
-    return (lesion / background - 1.0) / (site.true_ratio - 1.0)
+    """NEMA contrast recovery against the far shell; NaN where that shell is unusable."""
+    return site.nema.recovery(image) if site.nema is not None else math.nan
+
+
+def near_contrast_recovery(image: Volume, site: ContrastSite) -> float:
+    """The 1.0 lesion CRC (shell 2-3 voxels out); NaN where that shell is unusable."""
+    return site.near.recovery(image) if site.near is not None else math.nan
 
 
 def background_variability(image: Volume, rois: IndexArray) -> float:

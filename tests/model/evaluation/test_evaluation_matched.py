@@ -59,3 +59,19 @@ def test_no_liver_is_refused() -> None:
     volume = np.ones((4, 4, 4), dtype=np.float32)
     with pytest.raises(ValueError, match="no liver"):
         match_gaussian(volume, SPACING, np.zeros(volume.shape, dtype=bool), 0.1)
+
+
+def test_a_target_below_what_any_gaussian_reaches_gives_the_quietest_filter() -> None:
+    # A hot organ beside the liver: wide filters carry its activity into the liver, so the
+    # liver CoV falls, then rises again; a target below its lowest point is out of reach.
+    rng = np.random.default_rng(5)
+    volume = (1.0 + 0.3 * rng.standard_normal((24, 48, 48))).astype(np.float32)
+    volume[:, :, 36:] += 20.0
+    liver = np.zeros(volume.shape, dtype=bool)
+    liver[4:20, 8:40, 8:34] = True
+    matched = match_gaussian(volume, SPACING, liver, 1e-4)
+    assert not matched.converged
+    assert 0.0 < matched.fwhm_mm < MAX_FWHM_MM
+    wider = region_cov(gaussian_postfilter(volume, SPACING, MAX_FWHM_MM), liver)
+    assert matched.liver_cov < wider
+    assert matched.liver_cov < region_cov(volume, liver)

@@ -16,8 +16,11 @@ from model.evaluation.nema import (
     background_variability,
     contrast_recovery,
     contrast_sites,
+    near_contrast_recovery,
     size_bin,
 )
+from model.simulate import simulate_study
+from model.simulate.metrics import lesion_recovery
 from model.simulate.phantom import ORGAN_LABELS
 
 SPACING = (3.0, 3.0, 3.0)
@@ -41,10 +44,37 @@ def _liver_with_lesion(
 def test_a_perfectly_recovered_lesion_has_cr_one_and_a_blurred_one_less() -> None:
     truth, organs, lesions = _liver_with_lesion()
     (site,) = contrast_sites(truth, organs, lesions, {1: 12.0}, SPACING)
-    assert site.true_ratio == pytest.approx(4.0)
+    assert site.nema is not None and site.near is not None
+    assert site.nema.true_ratio == pytest.approx(4.0)
     assert contrast_recovery(truth, site) == pytest.approx(1.0)
+    assert near_contrast_recovery(truth, site) == pytest.approx(1.0)
     blurred = ndimage.gaussian_filter(truth, sigma=1.5)
-    assert 0.0 < contrast_recovery(blurred, site) < 0.9
+    far, near = contrast_recovery(blurred, site), near_contrast_recovery(blurred, site)
+    # Spill-out lowers the lesion mean; near the lesion it also lifts the background.
+    assert 0.0 < near < far < 0.9
+
+
+def test_the_near_shell_gives_the_simulation_s_lesion_crc() -> None:
+    study = simulate_study(seed=7, drfs=[20.0], size="small")
+    image = study.low_dose_bqml[20.0]
+    sites = contrast_sites(
+        study.truth_bqml,
+        study.organ_labels,
+        study.lesion_labels,
+        dict(study.lesion_diameter_mm),
+        study.spacing_mm,
+    )
+    expected = lesion_recovery(
+        image,
+        study.truth_bqml,
+        study.organ_labels,
+        study.lesion_labels,
+        dict(study.lesion_suv),
+        dict(study.lesion_diameter_mm),
+        study.suv_per_bqml,
+    )
+    got = {s.label: near_contrast_recovery(image, s) for s in sites if s.near is not None}
+    assert got == pytest.approx({r.label: r.crc for r in expected})
 
 
 def test_bv_is_zero_on_a_flat_background_and_matches_the_noise_on_a_noisy_one() -> None:

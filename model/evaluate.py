@@ -23,7 +23,7 @@ evaluation never scores a phantom a method has seen.
 Writes ``results.json``, ``results.md`` and ``mip_drf<DRF>.png`` (first test phantom) to
 ``--out`` and prints the markdown tables: per-DRF figures, lesion tables (SUVpeak/SUVmax
 bias vs the noise-free reconstruction and the full dose, NEMA contrast recovery and
-background variability beside a Gaussian matched to each network's noise, false hot spots),
+background variability beside a Gaussian matched to UniPET's noise, false hot spots),
 tables by scanner group, the full-dose-in check at DRF 1 and the target checks. With
 ``--drf-estimator WEIGHTS`` the calibrated DRF estimate of those weights is also scored on
 every low-dose test volume (``model.evaluation.drf_accuracy``): its table follows the method
@@ -50,13 +50,14 @@ from model.evaluation.drf_accuracy import overall_accuracy, write_drf_report
 from model.evaluation.full_dose import full_dose_input
 from model.evaluation.methods import (
     LOW_DOSE,
+    Method,
     card_train_seeds,
     card_training_drfs,
     parse_methods,
 )
 from model.evaluation.parallel import run_evaluation_parallel
 from model.evaluation.report import write_reports
-from model.evaluation.runner import EvalResult, load_drf_estimator, run_evaluation
+from model.evaluation.runner import EvalResult, Matched, load_drf_estimator, run_evaluation
 from model.evaluation.split import EvalSplit, resolve_splits
 from model.evaluation.targets import TargetCheck, TargetNames, check_targets, targets_markdown
 from model.simulate.build_dataset import TRAINING_DRFS
@@ -125,9 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         "else the 1.0 training DRFs)",
     )
     p.add_argument(
-        "--no-matched-gaussian",
-        action="store_true",
-        help="skip the Gaussian matched to each network's noise (faster; no contrast target)",
+        "--matched-gaussian",
+        nargs="*",
+        default=None,
+        metavar="NAME",
+        help="networks that get a Gaussian matched to their noise (default: the UniPET "
+        "method if evaluated, else every network; none given: no matched Gaussian)",
     )
     p.add_argument("--unipet-name", default="unipet", help="method name of UniPET (targets)")
     p.add_argument("--vanilla-name", default="vanilla", help="method name of vanilla (targets)")
@@ -212,6 +216,21 @@ def _targets(
     return checks
 
 
+def _matched(names: Sequence[str] | None, methods: Sequence[Method], unipet: str) -> Matched:
+    """The networks that get a matched Gaussian (see ``--matched-gaussian``).
+
+    Raises:
+        ValueError: a named method that is no network of the evaluation.
+    """
+    networks = {m.name for m in methods if m.network}
+    if names is None:
+        return frozenset({unipet}) if unipet in networks else None
+    unknown = sorted(set(names) - networks)
+    if unknown:
+        raise ValueError(f"--matched-gaussian names {unknown}, which are no network methods")
+    return frozenset(names)
+
+
 def _run(
     args: argparse.Namespace, split: EvalSplit, drfs: Sequence[float]
 ) -> tuple[EvalResult, bool]:
@@ -224,7 +243,7 @@ def _run(
     """
     methods = parse_methods(args.methods)
     size = args.size or split.size or "small"
-    match = not args.no_matched_gaussian
+    match = _matched(args.matched_gaussian, methods, args.unipet_name)
     estimator = None
     if args.drf_estimator is not None:
         estimator = load_drf_estimator(args.drf_estimator, args.threads)

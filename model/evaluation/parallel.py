@@ -20,6 +20,7 @@ from model.evaluation.methods import Method, parse_methods
 from model.evaluation.runner import (
     DrfEstimateFn,
     EvalResult,
+    Matched,
     check_split,
     evaluate_phantom,
     load_drf_estimator,
@@ -38,12 +39,12 @@ class _WorkerSetup:
     method_specs: tuple[str, ...]
     drf_estimator: Path | None
     threads: int
-    match: bool
+    match: Matched
 
 
 _worker_methods: list[Method] = []
 _worker_estimator: list[DrfEstimateFn | None] = [None]
-_worker_match: list[bool] = [True]
+_worker_match: list[Matched] = [None]
 
 
 def _init_worker(setup: _WorkerSetup) -> None:
@@ -74,7 +75,7 @@ def run_evaluation_parallel(
     n_test: int | None = None,
     drf_estimator: Path | None = None,
     threads: int = 1,
-    match: bool = True,
+    match: Matched = None,
 ) -> EvalResult:
     """:func:`run_evaluation` with the test phantoms spread over ``jobs`` processes.
 

@@ -6,7 +6,8 @@ dataset file (``model.evaluation.split``);
 either way once for all DRFs and methods, so the DRF estimate sees exactly the volumes the
 methods see. Besides the methods' outputs, every phantom scores its references (full dose,
 and the noise-free reconstruction when it has one) as rows of their own, and every network's
-output gets a Gaussian matched to its liver noise (``model.evaluation.matched``). The first
+output (or those named) gets a Gaussian matched to its liver noise
+(``model.evaluation.matched``). The first
 phantom's coronal MIPs are written as figures, one per DRF.
 """
 
@@ -43,6 +44,7 @@ from model.simulate.metrics import region_cov
 __all__ = [
     "DrfEstimateFn",
     "EvalResult",
+    "Matched",
     "check_split",
     "evaluate_phantom",
     "load_drf_estimator",
@@ -55,6 +57,8 @@ __all__ = [
 #: ``(volume_bqml, suv_per_bqml, spacing_mm) -> estimated DRF``, None where it cannot tell.
 DrfEstimateFn = Callable[[npt.NDArray[np.float32], float, tuple[float, float, float]], float | None]
 FloatVolume = npt.NDArray[np.float32]
+#: Networks that get a matched Gaussian, by name; None: every network.
+Matched = frozenset[str] | None
 
 
 @dataclass(frozen=True)
@@ -157,7 +161,7 @@ def _run_case(
     methods: Sequence[Method],
     prepared: PreparedCase,
     origin: _Origin,
-    match: bool,
+    match: Matched,
 ) -> tuple[list[CaseRow], list[tuple[str, FloatVolume]]]:
     """Every method on one phantom at one DRF; returns the rows and the output volumes."""
     rows, outputs = [], []
@@ -168,7 +172,7 @@ def _run_case(
         seconds = time.perf_counter() - start
         rows.append(origin.row(drf, method.name, seconds, score(output, prepared)))
         outputs.append((method.name.replace("_", " "), output))
-        if method.network and match:
+        if method.network and (match is None or method.name in match):
             matched = _matched_row(low, output, prepared, drf, method.name, origin)
             rows += [matched] if matched is not None else []
     return rows, outputs
@@ -181,10 +185,11 @@ def evaluate_phantom(
     methods: Sequence[Method],
     out: Path,
     estimate_drf: DrfEstimateFn | None = None,
-    match: bool = True,
+    match: Matched = None,
 ) -> EvalResult:
     """Every method at every DRF on one test phantom, loaded once; ``first`` also writes the
-    MIP figures (one per DRF); ``match`` adds each network's matched Gaussian."""
+    MIP figures (one per DRF). Networks named in ``match`` (None: every network) get their
+    matched Gaussian."""
     study = load_phantom(phantom, drfs)
     prepared = prepare_case(EvalCase.from_study(study))
     origin = _Origin(study.seed, phantom.dataset, study.scanner.name, phantom.held_out_scanner)
@@ -248,7 +253,7 @@ def run_evaluation(
     out: Path,
     n_test: int | None = None,
     estimate_drf: DrfEstimateFn | None = None,
-    match: bool = True,
+    match: Matched = None,
 ) -> EvalResult:
     """Evaluate ``methods`` on the test phantoms at every DRF; writes the MIPs of the first.
 

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
+from model.evaluate import main
 from model.evaluation.methods import FULL_DOSE, LOW_DOSE, NOISE_FREE
 from model.networks import NetworkConfig, UniPETNet
 from model.weights_io import save_weights
@@ -88,3 +90,12 @@ def test_cli_scores_cached_folders_lesion_first(
         "## Targets",
     ):
         assert heading in text
+
+
+def test_a_matched_gaussian_for_no_network_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--dataset", "test:91", "--size", "tiny", "--methods", "gaussian",
+            "--matched-gaussian", "gaussian", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    assert "no network methods" in capsys.readouterr().err

@@ -23,6 +23,10 @@ __all__ = ["TRAINING_DRFS", "TrainConfig", "add_config_flags", "field_kind", "lo
 TRAINING_DRFS = (4.0, 10.0, 20.0, 50.0, 100.0)
 
 
+#: Settings that only mean something with ``validate_every`` > 0.
+_VALIDATION_FIELDS = ("validation_patches", "early_stop_patience", "early_stop_min_delta")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on (saved next to its outputs as JSON)."""
@@ -94,10 +98,18 @@ class TrainConfig:
         return self.stage1_steps + self.stage2_steps
 
     def to_json_dict(self) -> dict[str, object]:
-        """Every field by name, sequences as lists (what ``json.loads`` gives back)."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
+        """Every field by name, sequences as lists (what ``json.loads`` gives back).
+
+        The validation fields are left out while validation is off (their defaults), so a
+        config, checkpoint or card written before they existed reads and writes back the same.
+        """
+        values = dataclasses.asdict(self)
+        if self.validate_every == 0 and all(
+            values[name] == getattr(TrainConfig, name) for name in _VALIDATION_FIELDS
+        ):
+            for name in ("validate_every", *_VALIDATION_FIELDS):
+                del values[name]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
     @classmethod
     def from_json_dict(cls, values: Mapping[str, object]) -> TrainConfig:

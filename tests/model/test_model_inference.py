@@ -130,7 +130,9 @@ def test_unreadable_calibration_raises_weights_error(tmp_path: Path) -> None:
 def test_body_window_holds_the_body_with_its_margin() -> None:
     suv = np.zeros((4, 120, 140), np.float32)
     suv[:, 40:70, 50:100] = 1.0
-    rows, cols = body_window(suv, margin_px=8)
+    window = body_window(suv, margin_px=8)
+    assert window is not None
+    rows, cols = window
     assert rows.start <= 40 - 8 + 2 and rows.stop >= 70 + 8 - 2
     assert cols.start <= 50 - 8 + 2 and cols.stop >= 100 + 8 - 2
     assert rows.stop - rows.start < 60 and cols.stop - cols.start < 80

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Healthcheck: Orthanc answers its REST API (the official image ships a probe of this name)."""
+
 import sys
 import urllib.request
 

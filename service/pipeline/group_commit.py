@@ -110,29 +110,43 @@ class GroupCommit:
 
     def _run(self) -> None:
         """Writer loop: take what queued up, commit it, repeat; exit after ``idle_exit_s`` idle."""
-        while True:
-            with self._cond:
-                if not self._queue:
-                    self._cond.wait(timeout=self.idle_exit_s)
-                if not self._queue:
+        idle = False
+        try:
+            while batch := self._next_batch():
+                self._commit_and_answer(batch)
+            idle = True  # ``_next_batch`` already cleared the flag, under the lock
+        finally:
+            if not idle:  # the thread dies: the next submit must start another writer
+                with self._cond:
                     self._writer_running = False
-                    return
-                batch = self._queue[: self.max_batch]
-                del self._queue[: self.max_batch]
-            try:
-                self._commit(batch)
-            except Exception as exc:
-                # A fault of the writer itself (a bug): not swallowed, every handler of the
-                # batch answers with a failure status and the sender keeps its copy.
-                log.exception("store_batch_crashed", instances=len(batch))
-                for waiting in batch:
-                    waiting.staged.tmp.unlink(missing_ok=True)
-                    waiting.outcome = _refusal(exc)
+
+    def _next_batch(self) -> list[_Waiting]:
+        """What queued up since the last batch (at most ``max_batch``); empty once idle."""
+        with self._cond:
+            if not self._queue:
+                self._cond.wait(timeout=self.idle_exit_s)
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+            if not batch:
+                self._writer_running = False
+            return batch
+
+    def _commit_and_answer(self, batch: list[_Waiting]) -> None:
+        """Commit one batch, then wake each of its handlers with its own outcome."""
+        try:
+            self._commit(batch)
+        except Exception as exc:
+            # A fault of the writer itself (a bug): not swallowed, every handler of the
+            # batch answers with a failure status and the sender keeps its copy.
+            log.exception("store_batch_crashed", instances=len(batch))
             for waiting in batch:
-                if isinstance(waiting.outcome, Exception):
-                    waiting.answer.set_exception(waiting.outcome)
-                else:
-                    waiting.answer.set_result(waiting.outcome or Receipt())
+                waiting.staged.tmp.unlink(missing_ok=True)
+                waiting.outcome = _refusal(exc)
+        for waiting in batch:
+            if isinstance(waiting.outcome, Exception):
+                waiting.answer.set_exception(waiting.outcome)
+            else:
+                waiting.answer.set_result(waiting.outcome or Receipt())
 
     def _commit(self, batch: list[_Waiting]) -> None:
         """Publish, record, and remove every new file that did not get its row."""

@@ -67,6 +67,19 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """Threads for the directory fsyncs of ``publish``, one set per process, made on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_FSYNC_THREADS, thread_name_prefix="spool-fsync")
+        return _pool
+
+
 def _fsync_error(directory: Path) -> OSError | None:
     try:
         _fsync_directory(directory)
@@ -91,8 +104,6 @@ class Spool:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self._pool: ThreadPoolExecutor | None = None  # directory fsyncs of ``publish``
-        self._pool_lock = threading.Lock()
         for part in (INCOMING, OUTGOING, QUARANTINE, TMP):
             (self.root / part).mkdir(parents=True, exist_ok=True)
 
@@ -177,19 +188,11 @@ class Spool:
         if len(touched) == 1:
             synced = [_fsync_error(next(iter(touched)))]
         else:
-            synced = list(self._fsync_pool().map(_fsync_error, touched))
+            synced = list(_fsync_pool().map(_fsync_error, touched))
         for (_directory, indices), error in zip(touched.items(), synced, strict=True):
             for index in indices:
                 errors[index] = errors[index] or error
         return errors
-
-    def _fsync_pool(self) -> ThreadPoolExecutor:
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(
-                    max_workers=_FSYNC_THREADS, thread_name_prefix="spool-fsync"
-                )
-            return self._pool
 
     def discard(self, keys: Iterable[str]) -> None:
         """Delete published files whose record failed, fsyncing each directory once.

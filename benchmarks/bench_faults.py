@@ -7,9 +7,11 @@ One node made of separate processes (``unipet-node listener``, ``unipet-node wor
 redis-server) sends to a recording PACS (pynetdicom SCP, every C-STORE it receives is
 counted). Each fault is injected into a fresh copy of the series (new UIDs) and the table
 shows instances sent, acknowledged (Success at the sender), processed (output instances of
-the series), delivered (distinct derived SOP Instance UIDs at the PACS), lost (acknowledged
-but neither delivered nor visibly parked DEAD/REJECTED with a reason), duplicated (more
-distinct derived UIDs at the PACS than input slices) and the time from the fault to DONE.
+the series), delivered (distinct derived SOP Instance UIDs at the PACS), received (every
+C-STORE of the derived series at the PACS, repeats included), lost (acknowledged but neither
+delivered nor visibly parked DEAD/REJECTED with a reason), duplicated (more distinct derived
+UIDs at the PACS than input slices), runs (how often a worker took the series into
+PROCESSING) and the time from the fault to DONE.
 Exits 1 when anything is lost or duplicated. The Gaussian backend keeps it quick (the
 denoiser is not what is tested here); leases are shortened to 6 s so a killed worker's
 series comes back within seconds (the default lease is 60 s).
@@ -168,6 +170,14 @@ class Node:
         wait_until(lambda: log.read_text(errors="replace").count("ready.") > before, 90, 0.2)
         return process
 
+    def pool_children(self) -> list[int]:
+        """PIDs of the worker's prefork pool processes (children of the Celery parent)."""
+        children: list[int] = []
+        for task in Path(f"/proc/{self.worker.pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                children += [int(pid) for pid in (task / "children").read_text().split()]
+        return children
+
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         """kill -9 the process and its own group (a worker's pool children)."""
         try:
@@ -259,6 +269,8 @@ class Row:
     duplicated: int
     state: str
     recover_s: float | None
+    received: int = 0
+    runs: int = 0
 
 
 def measure(
@@ -277,7 +289,8 @@ def measure(
     series = node.state.get(uid) if state is not None else None
     recorded = {i.sop_instance_uid for i in node.state.instances(uid)} if series else set()
     processed = (series.output_instances or 0) if series and state is S.DONE else 0
-    delivered, _receptions = pacs.distinct(series.output_series_uid if series else None)
+    delivered, receptions = pacs.distinct(series.output_series_uid if series else None)
+    runs = sum(1 for h in node.state.history(uid) if h.to_state == S.PROCESSING.value)
     parked = state in {S.DEAD, S.REJECTED} and bool(series and series.state_reason)
     missing_record = len(acked - recorded)
     missing_output = 0 if parked else max(0, len(acked) - delivered)
@@ -291,6 +304,8 @@ def measure(
         max(0, delivered - len(paths)),
         state.value if state else "none",
         round(done_at - fault_at, 1) if state is S.DONE else None,
+        receptions,
+        runs,
     )
 
 
@@ -338,6 +353,10 @@ def duplicate(
 
 
 def late(node: Node, pacs: RecordingPacs, paths: list[Path], uid: str, acked: set[str]) -> float:
+    for path in paths:  # a scanner that does not say how many slices to expect
+        ds = dcmread(path)
+        del ds.NumberOfSlices
+        ds.save_as(path)
     early = len(paths) // 2
     send(node.port, paths[:early], acked)
     wait_until(lambda: _state(node, uid) is S.DONE, 120, 0.2)
@@ -355,6 +374,28 @@ def kill_worker(
     now = time.time()
     node.kill(node.worker)
     node.worker = node.start_worker()
+    return now
+
+
+def kill_worker_child(
+    node: Node, pacs: RecordingPacs, paths: list[Path], uid: str, acked: set[str]
+) -> float:
+    """kill -9 of the pool process running the job; the Celery parent stays up.
+
+    With ``acks_late`` and ``reject_on_worker_lost`` the parent puts the message back and a
+    new pool process gets it at once, but the dead one's lease is still live, so that run
+    finds nothing to do; once the lease (no longer renewed by the dead heartbeat) runs out,
+    the dispatcher queues the series again and it is denoised and delivered once.
+    """
+    children = node.pool_children()
+    send(node.port, paths, acked)
+    wait_until(lambda: _state(node, uid) in {S.PROCESSING, *FINAL}, 120, 0.005)
+    now = time.time()
+    for pid in children:  # worker_concurrency 1: the one pool process, busy with our job
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    mid_job = _state(node, uid) is S.PROCESSING
+    print(f"worker child {children} killed {'mid-job' if mid_job else 'AFTER the job'}")
     return now
 
 
@@ -416,6 +457,7 @@ SCENARIOS: dict[str, Scenario] = {
     "duplicate send": duplicate,
     "late instances after DONE": late,
     "kill -9 worker mid-job": kill_worker,
+    "kill -9 worker child": kill_worker_child,
     "kill -9 listener mid-send": kill_listener,
     "kill -9 redis": kill_redis,
     "PACS down, then up": pacs_down,
@@ -469,16 +511,16 @@ def main() -> int:
         node.stop()
         pacs.stop()
     header = (
-        f"{'fault':<28}{'sent':>6}{'acked':>7}{'proc':>6}{'deliv':>7}{'lost':>6}{'dup':>5}"
-        f"  {'state':<15}{'recover s':>10}"
+        f"{'fault':<28}{'sent':>6}{'acked':>7}{'proc':>6}{'deliv':>7}{'recv':>6}{'lost':>6}"
+        f"{'dup':>5}{'runs':>6}  {'state':<15}{'recover s':>10}"
     )
     print(f"\nseries of {len(list(template.glob('*.dcm')))} instances ({args.size})")
     print(header)
     for r in rows:
         recover = "-" if r.recover_s is None else f"{r.recover_s:.1f}"
         print(
-            f"{r.fault:<28}{r.sent:>6}{r.acked:>7}{r.processed:>6}{r.delivered:>7}{r.lost:>6}"
-            f"{r.duplicated:>5}  {r.state:<15}{recover:>10}"
+            f"{r.fault:<28}{r.sent:>6}{r.acked:>7}{r.processed:>6}{r.delivered:>7}"
+            f"{r.received:>6}{r.lost:>6}{r.duplicated:>5}{r.runs:>6}  {r.state:<15}{recover:>10}"
         )
     bad = [r for r in rows if r.lost or r.duplicated]
     print(f"lost: {sum(r.lost for r in rows)}, duplicated: {sum(r.duplicated for r in rows)}")

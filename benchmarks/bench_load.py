@@ -1,19 +1,22 @@
 """Load: 8 concurrent associations, each one whole series, against dcmtk storescp.
 
-    python benchmarks/bench_load.py --size tiny     # CI: 8 x 56 slices of 40x40
-    python benchmarks/bench_load.py --size full     # 8 x ~370 slices of 192x192
+    python benchmarks/bench_load.py --size tiny                 # CI: 8 x 52 slices of 40x40
+    python benchmarks/bench_load.py --size full --slices 400    # 8 x 400 slices of 192x192
 
 Eight dcmtk ``storescu`` processes (one association each, one series each, new UIDs per
 series) send at once, first to dcmtk ``storescp``, then to the node's listener run as its own
 process (``unipet-node listener``: header parse, admission, fsync + rename, one state row,
 all before the Success status). Prints instances/s for both, their ratio, the listener's
-peak RSS, and checks that every instance is accounted for in the state database (exit 1 if
-one is missing or a storescu failed).
+peak RSS and how many group commits it made, and checks that every instance is accounted
+for in the state database (exit 1 if one is missing or a storescu failed). ``--slices``
+lengthens (or shortens) each series to that many slices, continuing the slice positions:
+the simulated full-size body is 344 slices.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -21,6 +24,8 @@ import time
 from pathlib import Path
 
 import yaml
+from prometheus_client import CollectorRegistry
+from prometheus_client.multiprocess import MultiProcessCollector
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
@@ -35,18 +40,32 @@ from service.runtime import stop_process, wait_until
 ASSOCIATIONS = 8
 
 
-def copies(template: Path, work: Path) -> list[Path]:
-    """One folder per association, each a copy of the series with its own UIDs."""
+def copies(template: Path, work: Path, slices: int | None = None) -> list[Path]:
+    """One folder per association, each a copy of the series with its own UIDs.
+
+    With ``slices``, the template's slices are repeated (or cut) to that many, each repeat
+    placed after the last one (z, Instance Number, Number of Slices follow).
+    """
+    paths = sorted(template.glob("*.dcm"), key=lambda p: int(dcmread(p).InstanceNumber))
+    count = slices or len(paths)
+    z_mm = [float(dcmread(p).ImagePositionPatient[2]) for p in paths[:2]]
+    extent_mm = (z_mm[1] - z_mm[0]) * len(paths)
     folders = []
     for index in range(ASSOCIATIONS):
         folder = work / f"series{index}"
         folder.mkdir(parents=True)
         study, series = generate_uid(), generate_uid()
-        for path in sorted(template.glob("*.dcm")):
-            ds = dcmread(path)
+        for number in range(count):
+            ds = dcmread(paths[number % len(paths)])
+            shift_mm = extent_mm * (number // len(paths))
+            position = [float(v) for v in ds.ImagePositionPatient]
+            ds.ImagePositionPatient = [position[0], position[1], position[2] + shift_mm]
+            if "SliceLocation" in ds:
+                ds.SliceLocation = float(ds.SliceLocation) + shift_mm
+            ds.InstanceNumber, ds.NumberOfSlices = number + 1, count
             ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
             ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-            ds.save_as(folder / path.name)
+            ds.save_as(folder / f"{number + 1:04d}.dcm")
         folders.append(folder)
     return folders
 
@@ -90,11 +109,12 @@ def peak_rss_mb(pid: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["tiny", "small", "full"], default="small")
+    parser.add_argument("--slices", type=int, default=None, help="slices per series")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-load-"))
     study = simulate_study(seed=9, drfs=[20.0], size=args.size)
     template = Path(write_simulated_study(study, work / "study")["drf20"][0]).parent
-    folders = copies(template, work / "send")
+    folders = copies(template, work / "send", args.slices)
     total = sum(len(list(f.glob("*.dcm"))) for f in folders)
     print(f"{ASSOCIATIONS} associations x {total // ASSOCIATIONS} instances ({args.size})")
 
@@ -114,10 +134,13 @@ def main() -> int:
     config = work / "node.yaml"
     config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
     log = (work / "listener.log").open("wb")
+    metrics_dir = work / "metrics"  # the listener's metrics, read back after it stops
+    metrics_dir.mkdir()
     listener = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "listener", "--config", str(config)],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)},
     )
     try:
         wait_until(lambda: _port_open(settings.listener.port), 120, 0.2)
@@ -132,11 +155,22 @@ def main() -> int:
     print(f"unipet listener: {total / node_s:8.1f} instances/s ({node_s:.2f} s)")
     print(f"ratio listener/storescp: {peer_s / node_s:.2f}")
     print(f"listener peak RSS: {rss:.0f} MB")
+    print(f"group commits: {_commits(metrics_dir)}")
     print(f"accounted for: {recorded} of {total} in the state database, {spooled} on disk")
     failed = any(peer_codes) or any(node_codes) or recorded != total or spooled != total
     if failed:
         print(f"LOST OR FAILED: storescu exit codes {node_codes}")
     return 1 if failed else 0
+
+
+def _commits(metrics_dir: Path) -> str:
+    """The listener's group commits and the instances they held, from its metric files."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
+    commits = registry.get_sample_value("unipet_store_batch_instances_count") or 0.0
+    instances = registry.get_sample_value("unipet_store_batch_instances_sum") or 0.0
+    mean = instances / commits if commits else 0.0
+    return f"{commits:.0f} for {instances:.0f} instances ({mean:.1f} per commit)"
 
 
 def _port_open(port: int) -> bool:

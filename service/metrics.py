@@ -67,6 +67,7 @@ __all__ = [
     "series_processed_total",
     "spool_free_bytes",
     "spool_min_free_bytes",
+    "store_batch_instances",
     "workers_responding",
 ]
 
@@ -108,6 +109,11 @@ instances_rejected_total = Counter(
 instances_conflicting_total = Counter(
     "unipet_instances_conflicting_total",
     "Instances re-sent under a known SOP Instance UID with other content (first copy kept).",
+)
+store_batch_instances = Histogram(
+    "unipet_store_batch_instances",
+    "Instances per group commit of the listener (the count is the number of commits).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
 )
 instances_not_processed_total = Counter(
     "unipet_instances_not_processed_total",
@@ -190,6 +196,7 @@ _ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     instances_rejected_total,
     instances_conflicting_total,
     instances_not_processed_total,
+    store_batch_instances,
     series_completed_total,
     series_completion_wait_seconds,
     jobs_queued,

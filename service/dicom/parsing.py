@@ -10,8 +10,10 @@ import struct
 import threading
 import warnings
 from io import BytesIO
+from pathlib import Path
 from struct import error as struct_error
 
+import pydicom
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.encaps import parse_basic_offsets, parse_fragments
@@ -68,6 +70,8 @@ ACCEPTED_TRANSFER_SYNTAXES = [*NATIVE_TRANSFER_SYNTAXES, *ENCAPSULATED_TRANSFER_
 
 
 _PARSE_LOCK = threading.Lock()
+#: Where pydicom's own warnings come from (``pydicom.misc.warn_and_log`` names its caller).
+_PYDICOM_DIR = Path(pydicom.__file__).parent
 # An item's tag and 32-bit length (PS3.5 7.5).
 _ITEM_HEADER_BYTES = 8
 
@@ -80,7 +84,9 @@ def parse_dataset(data: bytes) -> Dataset:
     inside the handler, where it can be refused and quarantined. pydicom only *warns* when
     the encoding does not match the transfer syntax and then guesses; we refuse instead of
     guessing. ``warnings.catch_warnings`` is process-global, hence the lock (parsing a
-    header takes milliseconds).
+    header takes milliseconds). Being global, it also records what other code warns meanwhile
+    (a ResourceWarning when the garbage collector closes a forgotten file, another thread's
+    deprecation notice): only warnings raised inside pydicom count against the dataset.
     """
     errors = (
         InvalidDicomError,
@@ -97,12 +103,13 @@ def parse_dataset(data: bytes) -> Dataset:
         OSError,  # pydicom's "No tag to read" on a cut element (in-memory: never real I/O)
     )
     with _PARSE_LOCK:
-        with warnings.catch_warnings(record=True) as structural:
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 ds = dcmread(BytesIO(data), force=False)
             except errors as exc:
                 raise UndecodableDatasetError(f"dataset cannot be parsed: {exc}") from exc
+        structural = [w for w in caught if Path(w.filename).is_relative_to(_PYDICOM_DIR)]
         if structural:
             raise UndecodableDatasetError(
                 f"dataset encoding is inconsistent: {structural[0].message}"

@@ -1,7 +1,9 @@
 """The DICOM listener: C-ECHO and C-STORE SCP (PS3.4 Annex A and B).
 
 The C-STORE handler does as little as possible (docs/architecture.md, "Data flow"): admission
-checks, parse the header, validate UIDs, durable spool write, one state-database row, answer.
+checks, parse the header once, validate UIDs, then the durable spool write and its
+state-database row through the group commit (``service.pipeline.group_commit``: parallel
+associations share one directory fsync and one transaction per batch), then the answer.
 It never decodes pixels or runs the model. Every refusal is a ``RefusedInstanceError`` mapped to its
 DICOM status in exactly one place (``StoreHandler.handle_store``), and its bytes are
 quarantined with the reason, so nothing refused is lost.
@@ -13,7 +15,6 @@ import hashlib
 import time
 from typing import cast
 
-import sqlalchemy.exc
 import structlog
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
@@ -53,9 +54,10 @@ from service.pipeline.admission import (
     CapacityCheck,
     install_admission,
 )
+from service.pipeline.group_commit import GroupCommit
 from service.pipeline.inference import trained_tracers
 from service.pipeline.records import ReceivedInstance
-from service.pipeline.spool import Spool, StoredFile
+from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
 
@@ -95,6 +97,7 @@ class StoreHandler:
             max_used_fraction=settings.spool.max_used_fraction,
             max_waiting_series=settings.queue.max_waiting_series,
         )
+        self.commits = GroupCommit(spool, state, wait_timeout_s=settings.listener.dimse_timeout_s)
         self.tracers = TracerPolicy(
             trained=trained_tracers(settings.model),
             tolerated=frozenset(t.strip().lower() for t in settings.model.tolerated_tracers),
@@ -122,6 +125,19 @@ class StoreHandler:
         return STATUS_SUCCESS
 
     def _store(self, event: Event, data: bytes, calling_aet: str) -> None:
+        record, eligibility = self._examine(event, data, calling_aet)
+        receipt = self.commits.submit(record, data)
+        if receipt.first_copy_sha256 is not None:
+            self._keep_first_copy(record, data, receipt.first_copy_sha256)
+        elif eligibility.outcome is not Outcome.ELIGIBLE:
+            metrics.instances_not_processed_total.labels(
+                outcome=eligibility.outcome.value, reason=eligibility.code
+            ).inc()
+
+    def _examine(
+        self, event: Event, data: bytes, calling_aet: str
+    ) -> tuple[ReceivedInstance, Eligibility]:
+        """Parse once and check the header: what the state row will say, or a refusal."""
         ds = parse_dataset(data)
         request = cast(C_STORE, event.request)
         sop_class = str(ds.get("SOPClassUID", ""))
@@ -136,28 +152,25 @@ class StoreHandler:
         study_uid = validate_uid(ds.get("StudyInstanceUID", ""), "StudyInstanceUID")
         series_uid = validate_uid(ds.get("SeriesInstanceUID", ""), "SeriesInstanceUID")
         eligibility = assess_instance(ds, self.tracers)
-        position: float | None
-        try:
-            position = pet.slice_position_mm(ds)
-        except PetHeaderError:
-            position = None
-        if self._keeps_first_copy(study_uid, series_uid, sop_uid, data, calling_aet):
-            return
-        stored = self.spool.store_incoming(study_uid, series_uid, sop_uid, data)
-        try:
-            self._record(ds, stored, calling_aet, eligibility, position)
-        except sqlalchemy.exc.SQLAlchemyError as exc:
-            # The sender gets a failure and keeps its copy; ours must not stay behind as an
-            # instance the node never recorded. An identical earlier copy stays (recorded).
-            if not stored.replaced:
-                self.spool.remove(stored.key)
-            raise StateUnavailableError(
-                f"state database error, instance not kept: {type(exc).__name__}"
-            ) from exc
+        record = ReceivedInstance(
+            study_instance_uid=study_uid,
+            series_instance_uid=series_uid,
+            sop_instance_uid=sop_uid,
+            sop_class_uid=sop_class,
+            calling_aet=calling_aet,
+            modality=str(ds.get("Modality", "")),
+            series_description=str(ds.get("SeriesDescription", ""))[:64],
+            spool_key=self.spool.incoming_key(study_uid, series_uid, sop_uid),
+            sha256=hashlib.sha256(data).hexdigest(),
+            size_bytes=len(data),
+            slice_position_mm=_slice_position(ds),
+            expected_instances=_expected_count(ds),
+            outcome_state=_OUTCOME_STATE[eligibility.outcome],
+            outcome_reason=eligibility.reason,
+        )
+        return record, eligibility
 
-    def _keeps_first_copy(
-        self, study_uid: str, series_uid: str, sop_uid: str, data: bytes, calling_aet: str
-    ) -> bool:
+    def _keep_first_copy(self, record: ReceivedInstance, data: bytes, first: str) -> None:
         """Same SOP Instance UID, other bytes: keep the first copy, quarantine the second.
 
         PS3.3 C.12.1.1.1: a SOP Instance UID names one instance for ever, so other content
@@ -167,55 +180,17 @@ class StoreHandler:
         reason, the series' audit trail says so, and the sender gets Success: its data is
         safe here, and a refusal would only make it re-send the same bytes for ever.
         """
-        path = self.spool.incoming_path(study_uid, series_uid, sop_uid)
-        if not path.exists():
-            return False
-        first = self.state.instance_sha256(sop_uid)
-        new = hashlib.sha256(data).hexdigest()
-        if first is None or first == new:
-            return False
+        sop_uid, series_uid = record.sop_instance_uid, record.series_instance_uid
         reason = (
             f"instance {sop_uid} re-sent with different content (sha256 {first[:12]} -> "
-            f"{new[:12]}): first copy kept, new copy quarantined"
+            f"{record.sha256[:12]}): first copy kept, new copy quarantined"
         )
         self.spool.quarantine(
-            data, reason, {"calling_aet": calling_aet, "sop_instance_uid": sop_uid}
+            data, reason, {"calling_aet": record.calling_aet, "sop_instance_uid": sop_uid}
         )
         self.state.note(series_uid, reason)
         metrics.instances_conflicting_total.inc()
         log.warning("instance_content_changed", series_uid=series_uid, sop_instance_uid=sop_uid)
-        return True
-
-    def _record(
-        self,
-        ds: Dataset,
-        stored: StoredFile,
-        calling_aet: str,
-        eligibility: Eligibility,
-        position: float | None,
-    ) -> None:
-        self.state.record_instance(
-            ReceivedInstance(
-                study_instance_uid=str(ds.StudyInstanceUID),
-                series_instance_uid=str(ds.SeriesInstanceUID),
-                sop_instance_uid=str(ds.SOPInstanceUID),
-                sop_class_uid=str(ds.SOPClassUID),
-                calling_aet=calling_aet,
-                modality=str(ds.get("Modality", "")),
-                series_description=str(ds.get("SeriesDescription", ""))[:64],
-                spool_key=stored.key,
-                sha256=stored.sha256,
-                size_bytes=stored.size_bytes,
-                slice_position_mm=position,
-                expected_instances=_expected_count(ds),
-                outcome_state=_OUTCOME_STATE[eligibility.outcome],
-                outcome_reason=eligibility.reason,
-            )
-        )
-        if eligibility.outcome is not Outcome.ELIGIBLE:
-            metrics.instances_not_processed_total.labels(
-                outcome=eligibility.outcome.value, reason=eligibility.code
-            ).inc()
 
     def _refuse(
         self, exc: RefusedInstanceError, data: bytes, calling_aet: str, event: Event
@@ -252,6 +227,13 @@ def on_association_requested(event: Event) -> None:
     calling_aet = str(request.calling_ae_title).strip() if request is not None else ""
     bind_association(calling_aet, event.assoc.requestor.address)
     log.info("association_requested", called_aet=str(event.assoc.acceptor.ae_title).strip())
+
+
+def _slice_position(ds: Dataset) -> float | None:
+    try:
+        return pet.slice_position_mm(ds)
+    except PetHeaderError:
+        return None
 
 
 def _expected_count(ds: Dataset) -> int | None:

@@ -9,6 +9,9 @@ Layout under the spool root (UIDs are validated before they become path parts)::
 
 Every write is temp file + fsync + rename + directory fsync, so a power cut leaves either the
 old state or the new one, never a torn file (the C-STORE success status is only sent after).
+Received instances take that path in two halves: ``stage`` (write and fsync under ``tmp/``)
+runs in each association's thread, so parallel fsyncs overlap, and ``publish`` renames a whole
+batch and fsyncs each directory it touched once (``service.pipeline.group_commit``).
 Workers address files by *key* (a path relative to the root), never by absolute path, so the
 same key works on another host that mounts the spool elsewhere.
 """
@@ -19,8 +22,11 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +36,9 @@ INCOMING = "incoming"
 OUTGOING = "outgoing"
 QUARANTINE = "quarantine"
 TMP = "tmp"
+
+#: Directory fsyncs ``publish`` runs at once (a batch rarely spans more series than this).
+_FSYNC_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -42,12 +51,52 @@ class StoredFile:
     replaced: bool = False  # a file with this key was there before (an identical re-send)
 
 
+@dataclass(frozen=True)
+class StagedFile:
+    """Received bytes written and fsynced under ``tmp/``, not yet under their key."""
+
+    key: str
+    tmp: Path
+
+
 def _fsync_directory(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _fsync_pool() -> ThreadPoolExecutor:
+    """Threads for the directory fsyncs of ``publish``, one set per process, made on first use."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_FSYNC_THREADS, thread_name_prefix="spool-fsync")
+        return _pool
+
+
+def _fsync_error(directory: Path) -> OSError | None:
+    try:
+        _fsync_directory(directory)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _make_parents(directory: Path) -> list[Path]:
+    """Create ``directory`` and missing parents; the ones created, outermost first."""
+    missing: list[Path] = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for folder in reversed(missing):
+        folder.mkdir(exist_ok=True)
+    return missing[::-1]
 
 
 class Spool:
@@ -79,14 +128,84 @@ class Spool:
         tmp.replace(target)
         _fsync_directory(target.parent)
 
-    def incoming_path(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
-        """Where a received instance lives (UIDs validated: they become path parts)."""
-        parts = [
+    def incoming_key(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
+        """Spool key of a received instance (UIDs validated: they become path parts).
+
+        Built from its parts rather than by resolving a path: a validated UID has no ``/`` or
+        ``..``, and resolving costs a stat per path component on every C-STORE.
+        """
+        parts = (
+            INCOMING,
             validate_uid(study_uid, "StudyInstanceUID"),
             validate_uid(series_uid, "SeriesInstanceUID"),
             validate_uid(sop_uid, "SOPInstanceUID") + ".dcm",
-        ]
-        return self.root / INCOMING / Path(*parts)
+        )
+        return "/".join(parts)
+
+    def incoming_path(self, study_uid: str, series_uid: str, sop_uid: str) -> Path:
+        """Where a received instance lives (UIDs validated: they become path parts)."""
+        return self.root / self.incoming_key(study_uid, series_uid, sop_uid)
+
+    def stage(self, key: str, data: bytes) -> StagedFile:
+        """Write received bytes under ``tmp/`` and fsync them; ``publish`` moves them to ``key``.
+
+        The caller is the association's own thread: fsyncs of parallel associations then
+        overlap in the kernel instead of queueing behind one writer.
+        """
+        tmp = self.root / TMP / f"{uuid.uuid4().hex}.part"
+        try:
+            with tmp.open("wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        return StagedFile(key, tmp)
+
+    def publish(self, staged: Sequence[StagedFile]) -> list[OSError | None]:
+        """Rename staged files to their keys, then fsync every directory touched, once each.
+
+        A directory created on the way (a new study or series folder) is itself an entry in
+        its parent, so the parent is fsynced too. Returns, per file, None once its name is
+        durable, or the error that left it unpublished (its temp file is removed).
+        """
+        errors: list[OSError | None] = [None] * len(staged)
+        touched: dict[Path, list[int]] = {}
+        for index, item in enumerate(staged):
+            target = self.root / item.key
+            try:
+                created = _make_parents(target.parent)
+                item.tmp.replace(target)
+            except OSError as exc:
+                item.tmp.unlink(missing_ok=True)
+                errors[index] = exc
+                continue
+            for directory in (target.parent, *(folder.parent for folder in created)):
+                touched.setdefault(directory, []).append(index)
+        # In parallel: the filesystem journals concurrent fsyncs in one commit, where one
+        # after the other each waits for its own (eight series folders: ~1.5 ms, not ~28 ms).
+        if len(touched) == 1:
+            synced = [_fsync_error(next(iter(touched)))]
+        else:
+            synced = list(_fsync_pool().map(_fsync_error, touched))
+        for (_directory, indices), error in zip(touched.items(), synced, strict=True):
+            for index in indices:
+                errors[index] = errors[index] or error
+        return errors
+
+    def discard(self, keys: Iterable[str]) -> None:
+        """Delete published files whose record failed, fsyncing each directory once.
+
+        No orphan may stay: the sender got a failure and will send the instance again.
+        """
+        directories: set[Path] = set()
+        for key in keys:
+            path = self.root / key
+            path.unlink(missing_ok=True)
+            directories.add(path.parent)
+        for directory in directories:
+            _fsync_directory(directory)
 
     def store_incoming(
         self, study_uid: str, series_uid: str, sop_uid: str, data: bytes

@@ -12,16 +12,17 @@ by ``DeliveryLedger`` (``StateStore.deliveries``).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.errors import InvalidTransitionError, SeriesNotFoundError
-from service.pipeline.deliveries import DeliveryLedger, reset_deliveries
+from service.errors import NodeError, SeriesNotFoundError
+from service.pipeline.deliveries import DeliveryLedger
+from service.pipeline.history import log_transition, set_state
+from service.pipeline.intake import record_arrival, record_arrivals
 from service.pipeline.migrations import upgrade_to_head
 from service.pipeline.records import (
     NO_UPDATE,
@@ -31,27 +32,22 @@ from service.pipeline.records import (
     SeriesView,
     TransitionView,
 )
-from service.pipeline.schema import Base as _Row
 from service.pipeline.schema import InstanceRow, SeriesRow, TransitionRow, create_state_engine
 from service.pipeline.states import (
-    REOPEN_ON_NEW_INSTANCE,
     WAITING_STATES,
     PendingStep,
     SeriesState,
-    can_transition,
 )
 
 
-def _insert_ignore(session: Session, table: type[_Row], **values: object) -> bool:
-    """``INSERT ... ON CONFLICT DO NOTHING``; True when the row was inserted.
-
-    Two associations recording the first instance of one series at once must not turn a
-    valid instance into an IntegrityError: the loser simply finds the winner's row.
-    """
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    result = session.execute(insert(table).values(**values).on_conflict_do_nothing())
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def _record_alone(session: Session, item: ReceivedInstance, now: float) -> Exception | None:
+    """Record one instance of a batch in its own savepoint; the error that undid it, if any."""
+    try:
+        with session.begin_nested():
+            record_arrival(session, item, now)
+    except (SQLAlchemyError, NodeError) as exc:
+        return exc
+    return None
 
 
 class StateStore:
@@ -84,14 +80,6 @@ class StateStore:
 
     # -- writes -------------------------------------------------------------------------
 
-    @staticmethod
-    def _log(session: Session, uid: str, source: str, target: str, reason: str, now: float) -> None:
-        session.add(
-            TransitionRow(
-                series_instance_uid=uid, from_state=source, to_state=target, reason=reason, at=now
-            )
-        )
-
     def record_instance(self, item: ReceivedInstance, now: float | None = None) -> SeriesView:
         """Record a durably stored instance and re-open its series if it was finished.
 
@@ -109,108 +97,32 @@ class StateStore:
         whole series with that instance's reason: part of a volume cannot be denoised.
         """
         now = time.time() if now is None else now
-        uid = item.series_instance_uid
         with self._session() as session:
-            created = _insert_ignore(
-                session,
-                SeriesRow,
-                series_instance_uid=uid,
-                study_instance_uid=item.study_instance_uid,
-                calling_aet=item.calling_aet,
-                modality=item.modality,
-                series_description=item.series_description,
-                state=item.outcome_state.value,
-                state_reason=item.outcome_reason,
-                state_changed_at=now,
-                expected_instances=item.expected_instances,
-                received_instances=0,
-                first_received_at=now,
-                last_received_at=now,
-                attempts=0,
-                last_error="",
-                pending_step=PendingStep.NONE.value,
-                completeness_reason="",
-                algorithm="",
-            )
-            if created:
-                self._log(session, uid, "", item.outcome_state.value, item.outcome_reason, now)
-            series = session.get(SeriesRow, uid, with_for_update=True)
-            if series is None:  # deleted between the two statements: cannot happen in SQL
-                raise SeriesNotFoundError(f"no series {uid}")
-            is_new = _insert_ignore(
-                session,
-                InstanceRow,
-                sop_instance_uid=item.sop_instance_uid,
-                series_instance_uid=uid,
-                sop_class_uid=item.sop_class_uid,
-                spool_key=item.spool_key,
-                sha256=item.sha256,
-                size_bytes=item.size_bytes,
-                slice_position_mm=item.slice_position_mm,
-                received_at=now,
-            )
-            if not is_new:
-                session.execute(
-                    update(InstanceRow)
-                    .where(InstanceRow.sop_instance_uid == item.sop_instance_uid)
-                    .values(received_at=now)
-                )
-            series.received_instances = int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(InstanceRow)
-                    .where(InstanceRow.series_instance_uid == uid)
-                )
-                or 0
-            )
-            series.last_received_at = now
-            series.calling_aet = item.calling_aet
-            if item.expected_instances is not None:
-                series.expected_instances = item.expected_instances
-            self._reopen_or_reject(session, series, item, is_new=is_new, now=now)
+            series = record_arrival(session, item, now)
             session.flush()
             return SeriesView.of(series)
 
-    def _reopen_or_reject(
-        self,
-        session: Session,
-        series: SeriesRow,
-        item: ReceivedInstance,
-        *,
-        is_new: bool,
-        now: float,
-    ) -> None:
-        state = SeriesState(series.state)
-        if item.outcome_state is SeriesState.REJECTED:
-            if state is SeriesState.REJECTED:
-                return
-            if state is not SeriesState.RECEIVING and can_transition(state, SeriesState.RECEIVING):
-                self._set_state(session, series, SeriesState.RECEIVING, "instance added", now)
-            if can_transition(SeriesState(series.state), SeriesState.REJECTED):
-                reason = f"instance {item.sop_instance_uid}: {item.outcome_reason}"
-                self._set_state(session, series, SeriesState.REJECTED, reason, now)
-                series.lease_expires_at = None
-            return
-        reopen = state in REOPEN_ON_NEW_INSTANCE or (
-            is_new
-            and state
-            in {
-                SeriesState.QUEUED,
-                SeriesState.PROCESSING,
-                SeriesState.WRITTEN,
-                SeriesState.SENDING,
-            }
-        )
-        if not (reopen and item.outcome_state is SeriesState.RECEIVING):
-            return
-        reason = f"{'new' if is_new else 're-sent'} instance after {state.value}"
-        self._set_state(session, series, SeriesState.RECEIVING, reason, now)
-        series.completeness_reason = ""
-        series.attempts = 0
-        series.last_error = ""
-        series.lease_expires_at = None
-        series.purged_at = None
-        reset_deliveries(session, series.series_instance_uid)
+    def record_instances(
+        self, items: Sequence[ReceivedInstance], now: float | None = None
+    ) -> list[Exception | None]:
+        """Record a batch of durably stored instances in one transaction: one commit, one fsync.
+
+        Each instance is recorded as ``record_instance`` would, in arrival order. Should one
+        of them fail (a value the database refuses, say), the batch is recorded again with
+        each instance in its own savepoint, so that one is rolled back alone and the others
+        still commit. Returns, per instance, None when it is recorded or the error that
+        rolled it back. An error of the transaction itself (BEGIN or COMMIT: lock timeout,
+        I/O error, full disk) is raised, and then nothing of the batch is recorded.
+        """
+        now = time.time() if now is None else now
+        with self._session() as session:
+            session.connection()  # BEGIN now: its failure is the whole batch's, not an item's
+            try:
+                with session.begin_nested():
+                    record_arrivals(session, items, now)
+            except (SQLAlchemyError, NodeError):
+                return [_record_alone(session, item, now) for item in items]
+            return [None] * len(items)
 
     def note(self, series_uid: str, reason: str, now: float | None = None) -> None:
         """Add an audit-trail entry without changing state (e.g. a refused overwrite)."""
@@ -218,20 +130,7 @@ class StateStore:
         with self._session() as session:
             series = session.get(SeriesRow, series_uid)
             state = "" if series is None else series.state
-            self._log(session, series_uid, state, state, reason, now)
-
-    def _set_state(
-        self, session: Session, series: SeriesRow, target: SeriesState, reason: str, now: float
-    ) -> None:
-        source = SeriesState(series.state)
-        if not can_transition(source, target):
-            raise InvalidTransitionError(
-                f"series {series.series_instance_uid}: {source.value} -> {target.value} not allowed"
-            )
-        series.state = target.value
-        series.state_reason = reason
-        series.state_changed_at = now
-        self._log(session, series.series_instance_uid, source.value, target.value, reason, now)
+            log_transition(session, series_uid, state, state, reason, now)
 
     def transition(
         self,
@@ -260,7 +159,7 @@ class StateStore:
                 raise SeriesNotFoundError(f"no series {series_uid}")
             if series.state not in expected:
                 return None
-            self._set_state(session, series, target, reason, now)
+            set_state(session, series, target, reason, now)
             series.lease_expires_at = None if lease_s is None else now + lease_s
             update.apply_to(series)
             session.flush()
@@ -294,7 +193,7 @@ class StateStore:
             claimable = state in set(expect) and (state is not SeriesState.FAILED or same_step)
             if not claimable and not (state is target and lease_over):
                 return None
-            self._set_state(session, series, target, reason, now)
+            set_state(session, series, target, reason, now)
             series.lease_expires_at = now + lease_s
             series.attempts = series.attempts + 1 if same_step else 1
             series.pending_step = step.value

@@ -1,8 +1,9 @@
 """The listener under what real networks do: parallel associations, re-sends with other
-content, a failing state database, a busy port, idle sockets."""
+content, a failing state database, a killed process, a busy port, idle sockets."""
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import sqlite3
 import subprocess
@@ -17,8 +18,9 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
+from pynetdicom.association import Association
 from pynetdicom.sop_class import PositronEmissionTomographyImageStorage, Verification  # type: ignore[attr-defined]  # generated at import
-from support import ListenerNode, free_port, wait_for
+from support import ListenerNode, free_port, port_open, wait_for
 
 from service.config import NodeSettings, load_settings
 from service.errors import NodeError
@@ -46,9 +48,11 @@ def node(tmp_path: Path) -> Iterator[Node]:
     started.stop()
 
 
-def _associate(port: int, calling_aet: str = "SCANNER", bind: str = "127.0.0.1"):  # type: ignore[no-untyped-def]
+def _associate(
+    port: int, calling_aet: str = "SCANNER", bind: str = "127.0.0.1", timeout_s: float = 20
+) -> Association:
     ae = AE(ae_title=calling_aet)
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 20
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout_s
     ae.add_requested_context(PET, ExplicitVRLittleEndian)
     ae.add_requested_context(Verification)
     return ae.associate("127.0.0.1", port, ae_title="UNIPET", bind_address=(bind, 0))
@@ -123,6 +127,78 @@ def test_state_database_error_fails_the_store_and_leaves_no_file(
     statuses = _in_parallel([(node.port, _series(study_copy)[:1], "SCANNER")])
     assert statuses == [0x0110]
     assert list((node.spool.root / "incoming").rglob("*.dcm")) == []
+
+
+def _send_until_cut(port: int, datasets: list[Dataset], acked: list[str]) -> None:
+    """Send until the node goes away; every Success adds its SOP Instance UID to ``acked``.
+
+    Short timeouts: a request in flight when the node dies may wait for its response until
+    the DIMSE timeout instead of seeing the socket close.
+    """
+    assoc = _associate(port, timeout_s=5)
+    if not assoc.is_established:
+        return
+    try:
+        for ds in datasets:
+            try:
+                status = assoc.send_c_store(ds)
+            except (RuntimeError, ValueError):
+                return
+            if int(status.get("Status", -1)) == 0x0000:
+                acked.append(str(ds.SOPInstanceUID))
+            if not assoc.is_established:
+                return
+    finally:
+        if assoc.is_established:
+            assoc.release()
+
+
+def test_acknowledged_instances_survive_kill_9_right_after_success(
+    tmp_path: Path, study_copy: Path
+) -> None:
+    """The Success status is sent only once the file, its folder entry and its row are on
+    disk: a listener process killed the moment it answers has lost nothing it acknowledged."""
+    settings = load_settings(
+        listener={"bind_address": "127.0.0.1", "port": free_port()},
+        spool={"path": str(tmp_path / "spool"), "min_free_bytes": 0, "max_used_fraction": 1.0},
+        queue={"broker_url": f"redis+socket://{tmp_path}/no-broker.sock", "embedded_redis": False},
+        completeness={"quiet_period_s": 3600, "forced_timeout_s": 7200},
+    )
+    config = tmp_path / "node.yaml"
+    config.write_text(yaml.safe_dump(settings.model_dump(mode="json")))
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "listener", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    datasets = _series(study_copy)
+    acked: list[str] = []
+    senders = [
+        threading.Thread(target=_send_until_cut, args=(settings.listener.port, part, acked))
+        for part in (datasets[i::3] for i in range(3))
+    ]
+    try:
+        assert wait_for(lambda: port_open(settings.listener.port), 60, 0.1)
+        for sender in senders:
+            sender.start()
+        assert wait_for(lambda: len(acked) >= len(datasets) // 2, 60, 0.001)
+        listener.kill()  # SIGKILL: no shutdown code runs
+        listener.wait(timeout=10)
+        for sender in senders:
+            sender.join(timeout=60)
+    finally:
+        if listener.poll() is None:
+            listener.kill()
+            listener.wait(timeout=10)
+    assert len(acked) < len(datasets)  # killed mid-series, not after it
+    state = StateStore(settings.database_url)
+    recorded = {i.sop_instance_uid: i for i in state.instances(str(datasets[0].SeriesInstanceUID))}
+    spool = Spool(settings.spool.path)
+    state.close()
+    for sop_uid in acked:
+        stored = recorded[sop_uid]
+        on_disk = spool.path_of(stored.spool_key).read_bytes()
+        assert hashlib.sha256(on_disk).hexdigest() == stored.sha256
 
 
 def test_port_in_use_is_one_clear_error(tmp_path: Path) -> None:

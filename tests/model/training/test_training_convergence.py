@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from training_samples import small_config
 
 from model.networks import UniPETNet
 from model.patches import SuvStudy
@@ -30,23 +31,14 @@ def _study(seed: int) -> SuvStudy:
 
 
 def _config(tmp_path: Path, **overrides: object) -> TrainConfig:
-    base = TrainConfig(
-        out_dir=str(tmp_path / "run"),
-        drfs=DRFS,
-        widths=(8, 16, 16),
-        code_dim=8,
-        style_width=4,
-        batch_size=4,
-        patch_size=24,
-        stage1_steps=12,
-        stage2_steps=0,
-        threads=1,
-        device="cpu",
-        validate_every=2,
-        validation_patches=40,
-        checkpoint_every=2,
-    )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    validating = {
+        "stage1_steps": 12,
+        "stage2_steps": 0,
+        "validate_every": 2,
+        "validation_patches": 40,
+        "checkpoint_every": 2,
+    }
+    return small_config(tmp_path, DRFS, **{**validating, **overrides})
 
 
 def test_tracker_stops_after_patience_validations_without_improvement() -> None:

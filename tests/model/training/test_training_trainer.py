@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from training_samples import small_config
 
 from model.drf_estimate import DrfCalibration
 from model.patches import PatchSampler, SuvStudy, slice_stack
@@ -35,21 +35,7 @@ def _study(seed: int) -> SuvStudy:
 
 
 def _config(tmp_path: Path, **overrides: object) -> TrainConfig:
-    base = TrainConfig(
-        out_dir=str(tmp_path / "run"),
-        drfs=DRFS,
-        widths=(8, 16, 16),
-        code_dim=8,
-        style_width=4,
-        batch_size=4,
-        patch_size=24,
-        stage1_steps=2,
-        stage2_steps=3,
-        critic_warmup_steps=1,
-        threads=1,
-        device="cpu",
-    )
-    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+    return small_config(tmp_path, DRFS, **overrides)
 
 
 def _trainer(config: TrainConfig) -> Trainer:

@@ -145,11 +145,12 @@ class Denoiser:
         volume_bqml: npt.NDArray[np.floating],
         suv_per_bqml: float,
         spacing_mm: tuple[float, float, float] | None = None,
+        patient_weight_kg: float | None = None,
     ) -> DenoisedVolume:
         """Denoise a (z, y, x) volume in Bq/ml; ``suv_per_bqml`` converts it to SUV and back.
 
-        ``spacing_mm`` (z, y, x) is needed for the DRF estimate of calibrations that read the
-        voxel size; without it such an estimate is None.
+        ``spacing_mm`` (z, y, x) and ``patient_weight_kg`` are needed for the DRF estimate of
+        calibrations that read the voxel size and the weight; without them it is None.
 
         Raises:
             ValueError: not a finite 3D volume, or a non-positive SUV factor.
@@ -163,7 +164,9 @@ class Denoiser:
         denoised_suv = self.denoise_suv(suv)
         return DenoisedVolume(
             volume_bqml=denoised_suv / np.float32(suv_per_bqml),
-            drf_estimate=self.estimate_drf(volume_bqml, suv_per_bqml, spacing_mm),
+            drf_estimate=self.estimate_drf(
+                volume_bqml, suv_per_bqml, spacing_mm, patient_weight_kg
+            ),
             seconds=time.perf_counter() - start,
             device=str(self.device),
             version=self.version,
@@ -175,13 +178,16 @@ class Denoiser:
         volume_bqml: npt.NDArray[np.floating],
         suv_per_bqml: float,
         spacing_mm: tuple[float, float, float] | None = None,
+        patient_weight_kg: float | None = None,
     ) -> float | None:
         """Calibrated DRF estimate; None without a calibration, without body voxels, or
-        without the spacing a voxel-size calibration needs."""
+        without the spacing or weight the calibration reads."""
         if self.drf_calibration is None:
             return None
         try:
-            return self.drf_calibration.estimate(volume_bqml, suv_per_bqml, spacing_mm)
+            return self.drf_calibration.estimate(
+                volume_bqml, suv_per_bqml, spacing_mm, patient_weight_kg
+            )
         except ValueError:
             return None
 

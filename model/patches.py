@@ -45,6 +45,7 @@ class SuvStudy:
     full_dose_suv: FloatArray
     low_dose_suv: dict[float, FloatArray]
     lesion_labels: npt.NDArray[np.int16] | None = None
+    patient_weight_kg: float | None = None  # from the headers; the DRF estimate reads it
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ def load_split(dataset_dir: Path, split: str, drfs: Sequence[float]) -> list[Suv
                 full_dose_suv=study.full_dose_bqml * factor,
                 low_dose_suv={float(d): study.low_dose_bqml[float(d)] * factor for d in drfs},
                 lesion_labels=study.lesion_labels,
+                patient_weight_kg=study.tracer.patient_weight_kg,
             )
         )
     return studies

@@ -55,7 +55,10 @@ __all__ = [
 ]
 
 #: ``(volume_bqml, suv_per_bqml, spacing_mm) -> estimated DRF``, None where it cannot tell.
-DrfEstimateFn = Callable[[npt.NDArray[np.float32], float, tuple[float, float, float]], float | None]
+#: (volume in Bq/ml, SUV per Bq/ml, spacing (z, y, x) mm, patient weight kg) -> DRF or None.
+DrfEstimateFn = Callable[
+    [npt.NDArray[np.float32], float, tuple[float, float, float], float | None], float | None
+]
 FloatVolume = npt.NDArray[np.float32]
 #: Networks that get a matched Gaussian, by name; None: every network.
 Matched = frozenset[str] | None
@@ -202,7 +205,9 @@ def evaluate_phantom(
         case_rows, outputs = _run_case(low, drf, methods, prepared, origin, match)
         rows.extend(case_rows)
         if estimate_drf is not None:
-            estimate = estimate_drf(low, study.suv_per_bqml, study.spacing_mm)
+            estimate = estimate_drf(
+                low, study.suv_per_bqml, study.spacing_mm, study.tracer.patient_weight_kg
+            )
             if estimate is None:
                 unestimated += 1
             else:

@@ -19,6 +19,7 @@ import torch
 from model.drf_estimate import (
     FEATURE_NAMES,
     VOXEL_FEATURE_NAMES,
+    WEIGHT_FEATURE_NAMES,
     DrfCalibration,
     fit_drf_calibration,
     noise_features,
@@ -37,16 +38,24 @@ def calibrate_drf(studies: Sequence[SuvStudy], drfs: Sequence[float]) -> DrfCali
     """Fit the noise-statistic DRF estimate on every (phantom, DRF) volume of the training set.
 
     Studies on more than one voxel grid get the voxel-size features too (the same counts
-    are noisier per voxel in smaller voxels). Needs at least two phantoms (the fit reports a
-    leave-one-phantom-out error).
+    are noisier per voxel in smaller voxels), and the patient weight when every study has
+    one (a standard acquisition of a heavier patient is noisier). Needs at least two
+    phantoms (the fit reports a leave-one-phantom-out error).
     """
     grids = {tuple(study.spacing_mm) for study in studies}
-    names = VOXEL_FEATURE_NAMES if len(grids) > 1 else FEATURE_NAMES
+    weighed = all(study.patient_weight_kg for study in studies)
+    names: tuple[str, ...] = FEATURE_NAMES
+    if len(grids) > 1:
+        names = WEIGHT_FEATURE_NAMES if weighed else VOXEL_FEATURE_NAMES
     rows, targets, groups = [], [], []
     for study in studies:
         for drf in drfs:
             bqml = study.low_dose_suv[float(drf)] / np.float32(study.suv_per_bqml)
-            rows.append(noise_features(bqml, study.suv_per_bqml, study.spacing_mm, names))
+            rows.append(
+                noise_features(
+                    bqml, study.suv_per_bqml, study.spacing_mm, names, study.patient_weight_kg
+                )
+            )
             targets.append(float(drf))
             groups.append(study.seed)
     return fit_drf_calibration(np.stack(rows), targets, groups, names)
@@ -104,8 +113,10 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
     tracker = ConvergenceTracker(config.early_stop_patience, config.early_stop_min_delta)
     best_state: dict[str, torch.Tensor] | None = None
     checkpoint = out / "checkpoint.pt"
+    earlier_seconds = 0.0  # training time of the segments before a resume
     if resume and checkpoint.is_file():
         saved = trainer.load_checkpoint(checkpoint)
+        earlier_seconds = float(saved.get("train_seconds", 0.0))  # type: ignore[arg-type]
         if "convergence" in saved:
             tracker.restore(json.loads(str(saved["convergence"])))
         if isinstance(saved.get("best_net"), dict):
@@ -113,7 +124,10 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
         log(f"resumed at step {trainer.step_index}")
 
     def save() -> None:
-        extra: dict[str, object] = {"convergence": json.dumps(tracker.to_json())}
+        extra: dict[str, object] = {
+            "convergence": json.dumps(tracker.to_json()),
+            "train_seconds": earlier_seconds + time.perf_counter() - start,
+        }
         if best_state is not None:
             extra["best_net"] = best_state
         trainer.save_checkpoint(checkpoint, extra)
@@ -149,6 +163,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
     sha256 = save_weights(
         trainer.net, weights, config.version, {"drf_calibration": calibration.to_json()}
     )
-    card = training_card(trainer, sha256, time.perf_counter() - start, calibration)
+    seconds = earlier_seconds + time.perf_counter() - start  # every segment of the run
+    card = training_card(trainer, sha256, seconds, calibration)
     weights.with_suffix(".json").write_text(json.dumps(card.to_json(), indent=1))
     return weights

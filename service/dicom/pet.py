@@ -34,6 +34,7 @@ __all__ = [
     "expected_instance_count",
     "image_orientation",
     "image_type",
+    "patient_weight_kg",
     "rescale",
     "slice_normal",
     "slice_position_mm",
@@ -338,6 +339,20 @@ def suv_bw_factor(ds: Dataset) -> float:
     return _bqml_suv_factor(ds)
 
 
+def patient_weight_kg(ds: Dataset) -> float:
+    """The patient weight SUVbw uses (kg).
+
+    Raises:
+        PetHeaderError: PatientWeight is absent, malformed or not positive.
+    """
+    if ds.get("PatientWeight") in (None, ""):
+        raise PetHeaderError("PatientWeight is absent: SUVbw needs the body weight")
+    weight_kg = _float(ds, "PatientWeight")
+    if weight_kg <= 0.0:
+        raise PetHeaderError(f"PatientWeight is {weight_kg:g} kg: SUVbw needs the body weight")
+    return weight_kg
+
+
 def _bqml_suv_factor(ds: Dataset) -> float:
     """``suv_bw_factor`` without the units check (Philips CNTS conversion needs it)."""
     corrections = corrected_image(ds)
@@ -346,11 +361,7 @@ def _bqml_suv_factor(ds: Dataset) -> float:
     correction = decay_correction(ds)
     if correction != DECAY_CORRECTION_NONE and CORRECTION_DECAY not in corrections:
         raise PetHeaderError(f"DecayCorrection {correction} but CorrectedImage lacks DECY")
-    if ds.get("PatientWeight") in (None, ""):
-        raise PetHeaderError("PatientWeight is absent: SUVbw needs the body weight")
-    weight_kg = _float(ds, "PatientWeight")
-    if weight_kg <= 0.0:
-        raise PetHeaderError(f"PatientWeight is {weight_kg:g} kg: SUVbw needs the body weight")
+    weight_kg = patient_weight_kg(ds)
     radiopharmaceutical = _radiopharmaceutical(ds)
     dose_bq = _float(radiopharmaceutical, "RadionuclideTotalDose")
     half_life_s = _float(radiopharmaceutical, "RadionuclideHalfLife")

@@ -84,8 +84,10 @@ class Denoiser(Protocol):
         volume_bqml: npt.NDArray[np.float32],
         spacing_mm: Sequence[float],
         suv_per_bqml: float,
+        patient_weight_kg: float | None = None,
     ) -> DenoiseResult:
-        """Denoise one (z, y, x) volume in Bq/ml; ``suv_per_bqml`` comes from its headers."""
+        """Denoise one (z, y, x) volume in Bq/ml; ``suv_per_bqml`` and the patient weight
+        (which the DRF estimate may read) come from its headers."""
         ...
 
 
@@ -116,6 +118,7 @@ class GaussianDenoiser:
         volume_bqml: npt.NDArray[np.float32],
         spacing_mm: Sequence[float],
         suv_per_bqml: float,
+        patient_weight_kg: float | None = None,
     ) -> DenoiseResult:
         """Filter the volume; quantitation (regional means) is preserved by construction."""
         start = time.perf_counter()
@@ -167,12 +170,15 @@ class UniPETDenoiser:
         volume_bqml: npt.NDArray[np.float32],
         spacing_mm: Sequence[float],
         suv_per_bqml: float,
+        patient_weight_kg: float | None = None,
     ) -> DenoiseResult:
         """Denoise in SUV inside the network; input and output stay in Bq/ml."""
         _check_volume(volume_bqml)
         try:
             slice_mm, row_mm, column_mm = (float(v) for v in spacing_mm)
-            result = self._network.denoise(volume_bqml, suv_per_bqml, (slice_mm, row_mm, column_mm))
+            result = self._network.denoise(
+                volume_bqml, suv_per_bqml, (slice_mm, row_mm, column_mm), patient_weight_kg
+            )
         except (RuntimeError, ValueError) as exc:  # torch raises RuntimeError (e.g. out of memory)
             raise InferenceError(f"UniPET inference failed: {exc}") from exc
         return DenoiseResult(

@@ -132,8 +132,9 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
     with LeaseHeartbeat(ctx, series_uid, S.PROCESSING, PendingStep.DENOISE):
         instances = ctx.state.instances(series_uid)
         volume = load_pet_volume([ctx.spool.path_of(i.spool_key) for i in instances])
+        first = volume.datasets[0]
         result = ctx.denoiser.denoise(
-            volume.bqml, volume.spacing_mm, pet.suv_bw_factor(volume.datasets[0])
+            volume.bqml, volume.spacing_mm, pet.suv_bw_factor(first), pet.patient_weight_kg(first)
         )
         metrics.inference_seconds.labels(device=result.device).observe(result.seconds)
         range_check = _range_check(ctx, series_uid, volume, result)

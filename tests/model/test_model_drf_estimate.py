@@ -7,6 +7,7 @@ import pytest
 
 from model.drf_estimate import (
     VOXEL_FEATURE_NAMES,
+    WEIGHT_FEATURE_NAMES,
     DrfCalibration,
     fit_drf_calibration,
     noise_features,
@@ -106,3 +107,44 @@ def test_unknown_feature_names_are_refused() -> None:
     text = DrfCalibration((1.0, 2.0), 2, 1.0, ("a", "one")).to_json()
     with pytest.raises(ValueError, match="not known"):
         DrfCalibration.from_json(text)
+
+
+def _weighed_volume(seed: int, drf: float, weight_kg: float) -> np.ndarray:
+    """A standard acquisition of a heavier patient is noisier: relative noise grows as
+    sqrt(weight / 75) at the same DRF (de Groot et al. 2013), in a body of the same size."""
+    return _volume(seed, drf, counts_scale=75.0 / weight_kg)
+
+
+def test_weight_feature_tells_a_heavy_full_dose_from_a_light_low_dose() -> None:
+    drfs = [1.0, 2.0, 4.0, 10.0, 20.0, 50.0, 100.0]
+    weights = [50.0, 70.0, 90.0, 120.0]
+    voxel = (4.0, 4.0, 4.0)
+
+    def fit(names: tuple[str, ...]) -> DrfCalibration:
+        rows, targets, groups = [], [], []
+        for seed in range(8):
+            weight = weights[seed % len(weights)]
+            for drf in drfs:
+                volume = _weighed_volume(seed, drf, weight)
+                rows.append(noise_features(volume, SUV_PER_BQML, voxel, names, weight))
+                targets.append(drf)
+                groups.append(seed)
+        return fit_drf_calibration(np.stack(rows), targets, groups, names)
+
+    with_weight, without = fit(WEIGHT_FEATURE_NAMES), fit(VOXEL_FEATURE_NAMES)
+    assert with_weight.needs_weight and not without.needs_weight
+    assert with_weight.loo_median_factor_error < 1.1 < without.loo_median_factor_error
+    # full dose of a 120 kg patient is as noisy as DRF 1.6 of a 75 kg one
+    heavy_full_dose = _weighed_volume(99, 1.0, 120.0)
+    assert with_weight.estimate(heavy_full_dose, SUV_PER_BQML, voxel, 120.0) < 1.25
+    light = with_weight.estimate(_weighed_volume(98, 20.0, 60.0), SUV_PER_BQML, voxel, 60.0)
+    assert light == pytest.approx(20.0, rel=0.2)
+    assert DrfCalibration.from_json(with_weight.to_json()) == with_weight
+
+
+def test_weight_calibration_refuses_to_guess_without_a_weight() -> None:
+    calibration = DrfCalibration((1.0,) * len(WEIGHT_FEATURE_NAMES), 2, 1.0, WEIGHT_FEATURE_NAMES)
+    with pytest.raises(ValueError, match="weight"):
+        calibration.estimate(_volume(0, 4.0), SUV_PER_BQML, (4.0, 4.0, 4.0))
+    with pytest.raises(ValueError, match="weight"):
+        calibration.estimate(_volume(0, 4.0), SUV_PER_BQML, (4.0, 4.0, 4.0), 0.0)

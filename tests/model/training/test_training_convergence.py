@@ -118,3 +118,17 @@ def test_run_stops_when_converged_and_a_resumed_run_decides_the_same(
     resumed_log: list[str] = []
     train(stopped, resume=True, log=resumed_log.append)
     assert any(line.startswith("converged at step 6") for line in resumed_log)
+
+
+def test_a_resumed_run_counts_the_time_of_every_segment(tmp_path: Path, dataset: Path) -> None:
+    config = _config(tmp_path, dataset_dir=str(dataset), early_stop_patience=0)
+    train(dataclasses.replace(config, stage1_steps=4), resume=False, log=lambda line: None)
+    checkpoint_path = Path(config.out_dir) / "checkpoint.pt"
+    state = torch.load(checkpoint_path, weights_only=True)
+    assert 0.0 < state["train_seconds"] < 600.0
+    state["train_seconds"] = 5000.0  # as if the first segment had trained for 5000 s
+    torch.save(state, checkpoint_path)
+    weights = train(config, resume=True, log=lambda line: None)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    assert 5000.0 < card["training"]["wall_seconds"] < 5600.0
+    assert card["training"]["steps_done"] == 12

@@ -13,6 +13,7 @@ import structlog
 import torch
 
 from model.card import ModelCard, TrainedRanges
+from model.drf_estimate import WEIGHT_FEATURE_NAMES, DrfCalibration
 from model.networks import NetworkConfig, UniPETNet
 from model.weights_io import save_weights
 from service.config import ModelSettings
@@ -235,3 +236,18 @@ def test_a_card_with_a_bad_range_is_a_config_error_naming_the_field(tmp_path: Pa
 
 def test_the_gaussian_filter_has_no_card_to_check_against() -> None:
     assert GaussianDenoiser(5.0).card is None
+
+
+def test_the_patient_weight_reaches_a_calibration_that_reads_it(tmp_path: Path) -> None:
+    names = WEIGHT_FEATURE_NAMES
+    coefficients = tuple(1.0 if name == "log_weight_kg" else 0.0 for name in names)
+    calibration = DrfCalibration(coefficients, 2, 1.0, names)  # estimate = the weight in kg
+    weights = tmp_path / "unipet-test.safetensors"
+    net = UniPETNet(NetworkConfig(widths=(4, 8, 8), code_dim=4, style_width=4))
+    sha256 = save_weights(net, weights, "0.0.1-test", {"drf_calibration": calibration.to_json()})
+    weights.with_suffix(".json").write_text(_card_text(sha256))
+    denoiser = _unipet(weights)
+    volume = np.random.default_rng(2).gamma(4.0, 2500.0, size=(6, 24, 24)).astype(np.float32)
+    with_weight = denoiser.denoise(volume, (3.0, 4.0, 4.0), 1e-4, 81.5)
+    assert with_weight.drf_estimate == pytest.approx(81.5)
+    assert denoiser.denoise(volume, (3.0, 4.0, 4.0), 1e-4).drf_estimate is None

@@ -294,10 +294,15 @@ def _drf_accuracy(accuracy: DrfAccuracy) -> list[str]:
 
 
 def _calibration(calibration: DrfCalibration) -> list[str]:
-    """How the DRF estimate was calibrated."""
+    """How the DRF estimate was calibrated and what it reads."""
+    reads = ["the image's noise"]
+    if calibration.needs_spacing:
+        reads.append("the voxel size")
+    if calibration.needs_weight:
+        reads.append("the patient weight from the headers")
     return [
         f"Noise-statistic estimate calibrated on {calibration.n_volumes} training "
-        "volumes; leave-one-phantom-out median factor error "
+        f"volumes; it reads {', '.join(reads)}. Leave-one-phantom-out median factor error "
         f"{_number(calibration.loo_median_factor_error, '{:.2f}')}.",
         "",
     ]

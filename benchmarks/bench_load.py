@@ -40,8 +40,11 @@ from service.runtime import stop_process, wait_until
 ASSOCIATIONS = 8
 
 
-def copies(template: Path, work: Path, slices: int | None = None) -> list[Path]:
-    """One folder per association, each a copy of the series with its own UIDs.
+def copies(
+    template: Path, work: Path, slices: int | None = None, count_folders: int = ASSOCIATIONS
+) -> list[Path]:
+    """``count_folders`` folders (one per association), each a copy of the series with its
+    own UIDs.
 
     With ``slices``, the template's slices are repeated (or cut) to that many, each repeat
     placed after the last one (z, Instance Number, Number of Slices follow).
@@ -51,7 +54,7 @@ def copies(template: Path, work: Path, slices: int | None = None) -> list[Path]:
     z_mm = [float(dcmread(p).ImagePositionPatient[2]) for p in paths[:2]]
     extent_mm = (z_mm[1] - z_mm[0]) * len(paths)
     folders = []
-    for index in range(ASSOCIATIONS):
+    for index in range(count_folders):
         folder = work / f"series{index}"
         folder.mkdir(parents=True)
         study, series = generate_uid(), generate_uid()

@@ -9,6 +9,7 @@ Software Versions, is read here too.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -21,8 +22,13 @@ PROJECT_MANUFACTURER = "UniPET DICOM node project"
 DISTRIBUTION = "unipet-node"
 
 
+@functools.cache
 def node_version() -> str:
-    """The installed version of the node, or "unknown" when run from an uninstalled tree."""
+    """The installed version of the node, or "unknown" when run from an uninstalled tree.
+
+    Read once per process: every derived instance names it, and the package metadata
+    lookup costs more than writing the rest of the header.
+    """
     try:
         return version(DISTRIBUTION)
     except PackageNotFoundError:

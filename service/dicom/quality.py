@@ -204,6 +204,56 @@ class QualityReport:
         }
 
 
+@dataclass(frozen=True)
+class BodyBox:
+    """The part of the volume the report measures: the body of either series and a margin.
+
+    A whole-body matrix is mostly air, and every measure of the report (reference sphere,
+    foci, SUVpeak) lies in the body, so the volumes are cut to the body's bounding box
+    widened by the largest sphere radius: each sphere and local filter near the body sees
+    the same voxels as in the whole volume, at a fraction of the cost.
+    """
+
+    shape: tuple[int, int, int]  # of the whole volume
+    start: tuple[int, int, int]
+    stop: tuple[int, int, int]
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        """Index of the box in the whole volume."""
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop, strict=True))  # type: ignore[return-value]
+
+    def whole_index(self, index: Sequence[int] | npt.NDArray[np.int64]) -> tuple[int, int, int]:
+        """A voxel of the box as a voxel of the whole volume."""
+        k, j, i = (int(v) + a for v, a in zip(index, self.start, strict=True))
+        return k, j, i
+
+    @classmethod
+    def around(
+        cls,
+        received_bqml: npt.NDArray[np.floating],
+        derived_bqml: npt.NDArray[np.floating],
+        suv_per_bqml: float,
+        spacing_mm: Sequence[float],
+    ) -> BodyBox:
+        """The box around the body (3x3x3 mean above ``BODY_SUV``) of either series."""
+        shape = (received_bqml.shape[0], received_bqml.shape[1], received_bqml.shape[2])
+        threshold = BODY_SUV / suv_per_bqml
+        body = ndimage.uniform_filter(np.asarray(received_bqml, np.float32), 3) > threshold
+        body |= ndimage.uniform_filter(np.asarray(derived_bqml, np.float32), 3) > threshold
+        if not body.any():
+            return cls(shape, (0, 0, 0), shape)
+        margin_mm = max(FOCUS_RADIUS_MM, REFERENCE_RADIUS_MM, PEAK_RADIUS_MM)
+        start, stop = [], []
+        for axis, spacing in enumerate(spacing_mm):
+            other = tuple(a for a in range(3) if a != axis)
+            present = np.flatnonzero(body.any(axis=other))
+            margin = math.ceil(margin_mm / float(spacing)) + 1
+            start.append(max(0, int(present[0]) - margin))
+            stop.append(min(shape[axis], int(present[-1]) + 1 + margin))
+        return cls(shape, (start[0], start[1], start[2]), (stop[0], stop[1], stop[2]))
+
+
 def sphere_offsets(radius_mm: float, spacing_mm: Sequence[float]) -> npt.NDArray[np.int64]:
     """Voxel offsets (n, 3) whose centres lie within ``radius_mm`` of the origin."""
     reach = [math.floor(radius_mm / s) for s in spacing_mm]
@@ -334,8 +384,13 @@ def _reference_region(
     after: npt.NDArray[np.float64],
     datasets: Sequence[Dataset],
     spacing_mm: Sequence[float],
+    box: BodyBox,
 ) -> ReferenceRegion:
-    """PERCIST-style reference sphere, in the right liver lobe where one can be found."""
+    """PERCIST-style reference sphere, in the right liver lobe where one can be found.
+
+    ``before`` and ``after`` are the volumes cut to ``box``; the sphere is reported in the
+    whole volume's voxels and patient coordinates.
+    """
     body = ndimage.uniform_filter(before, size=3, mode="nearest") > BODY_SUV
     body = ndimage.binary_fill_holes(body) if body.any() else np.ones_like(body)
     depth = ndimage.distance_transform_edt(np.pad(body, 1), sampling=spacing_mm)[1:-1, 1:-1, 1:-1]
@@ -344,7 +399,7 @@ def _reference_region(
     mean, sd = _box_stats(before, radius, spacing_mm)
     cov = np.where(mean > 0, sd / np.maximum(mean, 1e-12), np.inf)
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
-    right = _patient_x_right_of_centre(datasets, before.shape)
+    right = _patient_x_right_of_centre(datasets, box.shape)[box.slices]
     index = _find_liver(before, mean, cov, candidates, body, right, voxel_ml)
     method = ReferenceMethod.LIVER
     if index is None:
@@ -359,7 +414,7 @@ def _reference_region(
     mask = _sphere_mask(before.shape, index, radius, spacing_mm)
     return ReferenceRegion(
         method=method,
-        sphere=_sphere(datasets, index, radius),
+        sphere=_sphere(datasets, box.whole_index(index), radius),
         mean_before=float(before[mask].mean()),
         sd_before=float(before[mask].std()),
         mean_after=float(after[mask].mean()),
@@ -373,8 +428,10 @@ def _foci(
     after: npt.NDArray[np.float64],
     datasets: Sequence[Dataset],
     spacing_mm: Sequence[float],
+    box: BodyBox,
 ) -> tuple[Focus, ...]:
-    """The ten hottest foci of either series, at least ``FOCUS_RADIUS_MM`` apart."""
+    """The ten hottest foci of either series, at least ``FOCUS_RADIUS_MM`` apart (volumes
+    cut to ``box``; spheres reported in the whole volume)."""
     peak_before, peak_after = peak_map(before, spacing_mm), peak_map(after, spacing_mm)
     combined = np.maximum(peak_before, peak_after)
     footprint = _ball(FOCUS_RADIUS_MM, spacing_mm) > 0
@@ -401,7 +458,7 @@ def _foci(
         foci.append(
             Focus(
                 rank=rank,
-                sphere=_sphere(datasets, index, FOCUS_RADIUS_MM),
+                sphere=_sphere(datasets, box.whole_index(index), FOCUS_RADIUS_MM),
                 suvmax_before=float(before[mask].max()),
                 suvmax_after=float(after[mask].max()),
                 suvpeak_before=float(peak_before[mask].max()),
@@ -486,13 +543,14 @@ def assess_quality(
             f"{len(datasets)} headers do not describe one grid"
         )
     factor = pet.suv_bw_factor(datasets[0])
-    before = np.asarray(received_bqml, dtype=np.float64) * factor
-    after = np.asarray(derived_bqml, dtype=np.float64) * factor
+    box = BodyBox.around(received_bqml, derived_bqml, factor, spacing_mm)
+    before = np.asarray(received_bqml[box.slices], dtype=np.float64) * factor
+    after = np.asarray(derived_bqml[box.slices], dtype=np.float64) * factor
     clipped = int(np.count_nonzero(derived_bqml < 0)) if clipped_voxels is None else clipped_voxels
     return QualityReport(
         suv_per_bqml=factor,
-        reference=_reference_region(before, after, datasets, spacing_mm),
-        foci=_foci(before, after, datasets, spacing_mm),
+        reference=_reference_region(before, after, datasets, spacing_mm, box),
+        foci=_foci(before, after, datasets, spacing_mm, box),
         change_limit_pct=change_limit_pct,
         clipped_voxels=clipped,
         dose=dose_check(datasets[0], drf_estimate, card),

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +55,7 @@ DEFAULT_DERIVATION_CODE: Code = codes.DCM.Smoothing  # (113087, DCM, "Smoothing"
 _MAX_STORED = np.iinfo(np.uint16).max
 _IS_MAX = 2**31 - 1
 _LO_MAX = 64
+FSYNC_THREADS = 4  # parallel fsyncs of one derived series
 
 
 @dataclass(frozen=True)
@@ -127,10 +129,23 @@ def encode_slice(ds: Dataset, bqml: npt.NDArray[np.floating]) -> int:
 
 def save_instance(ds: Dataset, path: Path) -> None:
     """Write one instance as a DICOM Part 10 file and fsync it (PS3.10 section 7)."""
+    _write_instance(ds, path)
+    _fsync_file(path)
+
+
+def _write_instance(ds: Dataset, path: Path) -> None:
+    """Write one instance as a DICOM Part 10 file, not yet fsynced."""
     with path.open("wb") as handle:
         dcmwrite(handle, ds, enforce_file_format=True)
-        handle.flush()
-        os.fsync(handle.fileno())
+
+
+def _fsync_file(path: Path) -> None:
+    """Flush a written file to disk (any descriptor of the file flushes its data)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _canonical_parameters(algorithm: AlgorithmIdentity) -> str:
@@ -238,9 +253,13 @@ def write_derived_series(
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     staging.chmod(0o755)  # mkdtemp makes it 0700; the sender may run as another user
+    # fsync releases the interpreter lock: each file is flushed in the pool while the next
+    # instance is encoded, and every flush has finished before the series is moved in place.
+    fsyncs = ThreadPoolExecutor(max_workers=FSYNC_THREADS, thread_name_prefix="fsync")
     try:
         sop_uids: list[UID] = []
         names: list[str] = []
+        flushed: list[Future[None]] = []
         for index, source_ds in enumerate(source.datasets):
             sop_uid = derived_uid(
                 "unipet-derived-instance",
@@ -252,11 +271,15 @@ def write_derived_series(
             encode_slice(ds, denoised_bqml[index])
             ds.file_meta = FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            save_instance(ds, staging / f"{sop_uid}.dcm")
+            _write_instance(ds, staging / f"{sop_uid}.dcm")
+            flushed.append(fsyncs.submit(_fsync_file, staging / f"{sop_uid}.dcm"))
             sop_uids.append(sop_uid)
             names.append(f"{sop_uid}.dcm")
+        for flush in flushed:
+            flush.result()  # an I/O error here fails the write before anything is moved
         _replace_directory_contents(staging, out_dir, str(series_uid))
     finally:
+        fsyncs.shutdown(wait=True)
         if staging.exists():
             shutil.rmtree(staging)
     log.info(

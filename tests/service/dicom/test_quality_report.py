@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from service.dicom.card_facts import OUTSIDE_TRAINED_RANGE, TrainedRanges
 from service.dicom.quality import (
     FOCUS_RADIUS_MM,
     PEAK_RADIUS_MM,
+    BodyBox,
     ModelCardFacts,
     ReferenceMethod,
     assess_quality,
@@ -322,3 +324,45 @@ def test_the_report_says_whether_the_input_lies_in_the_trained_ranges(
         card=None,
     )
     assert not unchecked.trained_range.checked and unchecked.summary()["trained_range"] == ""
+
+
+def _padded(volume: PetVolume, pad: int) -> tuple[np.ndarray, list[pydicom.Dataset]]:
+    """The volume with ``pad`` columns and rows of air on each side, headers moved to match."""
+    bqml = np.pad(volume.bqml, ((0, 0), (pad, pad), (pad, pad)))
+    datasets = []
+    for ds in volume.datasets:
+        moved = copy.deepcopy(ds)
+        row_direction, column_direction = pet.image_orientation(ds)
+        row_mm, column_mm = (float(v) for v in ds.PixelSpacing)
+        origin = np.asarray([float(v) for v in ds.ImagePositionPatient])
+        moved.ImagePositionPatient = list(
+            origin - row_direction * pad * column_mm - column_direction * pad * row_mm
+        )
+        datasets.append(moved)
+    return bqml, datasets
+
+
+def test_air_around_the_body_changes_nothing_but_is_not_measured(tmp_path: Path) -> None:
+    study = simulate_study(seed=7, drfs=[20.0], size="tiny")
+    volume = load_pet_volume(write_simulated_study(study, tmp_path / "sim")["drf20"])
+    smoothed = volume.bqml * 0.9
+    reports = []
+    for pad in (4, 40):
+        bqml, datasets = _padded(volume, pad)
+        derived = np.pad(smoothed, ((0, 0), (pad, pad), (pad, pad)))
+        reports.append(
+            assess_quality(bqml, derived, datasets, volume.spacing_mm, drf_estimate=None, card=None)
+        )
+        box = BodyBox.around(bqml, derived, pet.suv_bw_factor(datasets[0]), volume.spacing_mm)
+        if pad == 40:  # the body and a sphere's margin, not 40 voxels of air on each side
+            assert box.stop[1] - box.start[1] < bqml.shape[1] - 60
+    near, far = reports
+    assert far.reference.sphere.centre_mm == pytest.approx(near.reference.sphere.centre_mm)
+    assert far.reference.mean_before == pytest.approx(near.reference.mean_before)
+    assert far.reference.sd_after == pytest.approx(near.reference.sd_after)
+    assert len(far.foci) == len(near.foci) > 3
+    for a, b in zip(far.foci, near.foci, strict=True):
+        assert a.sphere.centre_mm == pytest.approx(b.sphere.centre_mm)
+        assert (a.suvmax_before, a.suvpeak_after) == pytest.approx(
+            (b.suvmax_before, b.suvpeak_after)
+        )

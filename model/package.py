@@ -198,6 +198,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-dir", type=Path, help="training dataset, if it has moved")
     p.add_argument("--unipet-name", default="unipet", help="UniPET's method name in the tables")
     p.add_argument("--vanilla-name", default="vanilla", help="vanilla model's method name")
+    p.add_argument(
+        "--seed-names",
+        nargs="*",
+        default=[],
+        help="method names of the shipped recipe trained with other seeds (seed spread)",
+    )
     return p
 
 
@@ -212,7 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         benchmark=args.benchmark,
         drf_accuracy=args.drf_accuracy,
         dataset_dir=args.dataset_dir,
-        names=TargetNames(unipet=args.unipet_name, vanilla=args.vanilla_name),
+        names=TargetNames(
+            unipet=args.unipet_name,
+            vanilla=args.vanilla_name,
+            other_seeds=tuple(args.seed_names),
+        ),
     )
     try:
         paths = package(request)

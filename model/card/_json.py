@@ -139,6 +139,16 @@ class Reader:
             raise self._error(key, "a list of integers", items)
         return out
 
+    def opt_texts(self, key: str) -> tuple[str, ...] | None:
+        """A list of strings that may be null or absent."""
+        items = self._list(key)
+        if items is None:
+            return None
+        out = tuple(v for v in items if isinstance(v, str))
+        if len(out) != len(items):
+            raise self._error(key, "a list of strings", items)
+        return out
+
     def integers(self, key: str) -> tuple[int, ...]:
         """A list of integers."""
         value = self.opt_integers(key)

@@ -19,6 +19,7 @@ from model.drf_estimate import DrfCalibration
 from model.evaluation.full_dose import full_dose_markdown
 from model.evaluation.groups import group_markdown
 from model.evaluation.lesion_tables import lesion_markdown
+from model.evaluation.seeds import seed_spread, seed_spread_markdown
 from model.evaluation.targets import targets_markdown
 from model.networks import Variant
 
@@ -254,6 +255,10 @@ def _evaluation(evaluation: Evaluation | None) -> list[str]:
     lines += group_markdown(evaluation.groups or {})
     if evaluation.full_dose_input is not None:
         lines += [*full_dose_markdown(evaluation.full_dose_input), ""]
+    if evaluation.seed_methods:
+        lines += seed_spread_markdown(
+            seed_spread(evaluation.tables_json(), evaluation.seed_methods)
+        )
     return lines
 
 

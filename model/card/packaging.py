@@ -128,6 +128,8 @@ def package_card(
     if not results.get("training_drfs"):
         fields["training_drfs"] = list(training_card.data.training_drfs)
     evaluation = Evaluation.from_json(Reader(fields, "results"))
+    if names is not None and names.other_seeds:
+        evaluation = replace(evaluation, seed_methods=(names.unipet, *names.other_seeds))
     accuracy = (
         DrfAccuracy.from_json(Reader(drf_accuracy, "drf_accuracy"), records=True)
         if drf_accuracy is not None

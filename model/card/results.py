@@ -113,7 +113,9 @@ class Evaluation:
 
     Table keys stay the text ``results.json`` uses (``"4"``, ``"0.5"``). ``groups`` (the
     tables per scanner group) and ``full_dose_input`` (the full-dose-in check) exist from
-    1.1 on and are left out of the JSON when absent.
+    1.1 on and are left out of the JSON when absent; so is ``seed_methods``, the method rows
+    that are the shipped recipe trained with each seed (shipped one first), for the
+    seed-to-seed spread.
     """
 
     size: str
@@ -124,6 +126,7 @@ class Evaluation:
     tables: DrfTables
     groups: Mapping[str, DrfTables] | None = None
     full_dose_input: FullDoseInput | None = None
+    seed_methods: tuple[str, ...] | None = None
 
     def to_json(self) -> dict[str, object]:
         """The card's ``evaluation`` object."""
@@ -144,6 +147,10 @@ class Evaluation:
                     (
                         "full_dose_input",
                         self.full_dose_input.to_json() if self.full_dose_input else None,
+                    ),
+                    (
+                        "seed_methods",
+                        list(self.seed_methods) if self.seed_methods else None,
                     ),
                 ]
             ),
@@ -175,6 +182,7 @@ class Evaluation:
                 else None
             ),
             full_dose_input=full_dose_from_json(full_dose) if full_dose is not None else None,
+            seed_methods=r.opt_texts("seed_methods"),
         )
         if groups is not None:
             groups.done()

@@ -114,6 +114,7 @@ class TargetNames:
     classical: tuple[str, ...] = ("gaussian", "nlm")
     full_dose: str = FULL_DOSE
     matched: str = ""  # the Gaussian matched to UniPET; "" for the usual name
+    other_seeds: tuple[str, ...] = ()  # the shipped recipe trained with other seeds
 
     @property
     def matched_gaussian(self) -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from model.card import ModelCard, TrainingData, package_card
+from model.card import ModelCard, TrainingData, package_card, render_markdown
+from model.evaluation.targets import TargetNames
 
 SHIPPED = Path(__file__).resolve().parents[3] / "model" / "weights" / "unipet-1.0.0.json"
 # The manifest of the dataset named by the shipped card's build command.
@@ -114,3 +115,39 @@ def test_a_later_release_is_checked_against_the_lesion_first_targets(
     assert checks["full-dose input: DRF estimate <= 1.5 (highest)"] is True
     # The shipped card's own DRF estimate accuracy (median factor error above 1.15).
     assert checks["DRF estimate: median factor error <= 1.15"] is False
+
+
+def test_a_second_seed_is_carried_into_the_card_and_its_spread_rendered(
+    shipped: dict[str, object],
+) -> None:
+    card = ModelCard.from_json(shipped)
+    evaluation = shipped["evaluation"]
+    assert isinstance(evaluation, dict)
+    tables = evaluation["tables"]
+    assert isinstance(tables, dict)
+    # The second seed: UniPET's rows 0.25 dB lower at every DRF.
+    reseeded = {
+        key: [
+            *rows,
+            *(
+                {**row, "method": "unipet_s1",
+                 "means": {**row["means"], "psnr_db": row["means"]["psnr_db"] - 0.25}}
+                for row in rows
+                if row["method"] == "unipet"
+            ),
+        ]
+        for key, rows in tables.items()
+    }  # fmt: skip
+    results = {**evaluation, "tables": reseeded, "cases": []}
+    names = TargetNames(other_seeds=("unipet_s1",))
+    packaged = package_card(_skeleton(card), "1.1.0", card.weights_sha256, results, names=names)
+    assert packaged.evaluation is not None
+    assert packaged.evaluation.seed_methods == ("unipet", "unipet_s1")
+    again = ModelCard.from_json(json.loads(packaged.to_text()))
+    assert again == packaged
+    text = render_markdown(packaged, "unipet-1.1.0.safetensors")
+    assert "### Seed-to-seed spread" in text
+    assert "Largest PSNR spread 0.25 dB, mean 0.25 dB." in text
+    # Without a second seed the section is absent.
+    plain = package_card(_skeleton(card), "1.1.0", card.weights_sha256, {**evaluation})
+    assert "Seed-to-seed" not in render_markdown(plain, "unipet-1.1.0.safetensors")

@@ -44,7 +44,9 @@ Tables = Mapping[str, Sequence[Mapping[str, object]]]
 SPECIFIC_TOLERANCE_DB = 0.1
 VANILLA_MARGIN_DB = 0.3
 CLASSICAL_MARGIN_DB = 1.0
-LESION_BIAS_LIMITS_PCT = ((20.0, 5.0), (100.0, 10.0))  # (up to this DRF, max |SUVmax bias|)
+# (lowest DRF, highest DRF, largest |lesion SUVmax bias| %); the first band that holds a DRF
+# sets its limit, so DRF 20 is held to 5 %.
+LESION_BIAS_LIMITS_PCT = ((0.0, 20.0, 5.0), (20.0, 100.0, 10.0))
 CONTRAST_KEY = "cr_10_13"
 # Thresholds are sums such as 29.7 + 0.3, which float arithmetic may put a hair off.
 _EPS = 1e-9
@@ -190,10 +192,10 @@ def _psnr_checks(
     return checks
 
 
-def _lesion_bias_limit_pct(drf: float) -> float | None:
-    """Largest allowed |lesion SUVmax bias| at ``drf``; None above the highest target DRF."""
-    for up_to, limit in LESION_BIAS_LIMITS_PCT:
-        if drf <= up_to:
+def _band_limit(drf: float, bands: Sequence[tuple[float, float, float]]) -> float | None:
+    """The limit of the first (low, high, limit) band that holds ``drf``; None if none does."""
+    for low, high, limit in bands:
+        if low - _EPS <= drf <= high + _EPS:
             return limit
     return None
 
@@ -212,7 +214,7 @@ def _quantitation_checks(
         text = f"|liver CoV ratio - 1| <= {tolerance:g}"
         checks.append(_at_most(text, drf, abs(ratio - 1.0), tolerance))
     bias = _figure(by_method, names.unipet, "lesion_max_bias_pct")
-    limit = _lesion_bias_limit_pct(drf)
+    limit = _band_limit(drf, LESION_BIAS_LIMITS_PCT)
     if bias is not None and limit is not None:
         text = f"|lesion SUVmax bias| <= {limit:g} %"
         checks.append(TargetCheck(text, drf, abs(bias), limit, abs(bias) <= limit + _EPS))
@@ -237,14 +239,6 @@ def _mean_vanilla_check(
     return [_at_least(text, None, unipet_mean, vanilla_mean + VANILLA_MARGIN_DB)]
 
 
-def _peak_limit_pct(drf: float, limits: TargetLimits) -> float | None:
-    """Largest allowed |median SUVpeak bias| at ``drf``; None where no target is set."""
-    for low, high, limit in limits.peak_bias_limits_pct or ():
-        if low - _EPS <= drf <= high + _EPS:
-            return limit
-    return None
-
-
 def _lesion_checks(
     by_method: Mapping[str, Mapping[str, object]],
     drf: float,
@@ -253,7 +247,7 @@ def _lesion_checks(
 ) -> list[TargetCheck]:
     """Lesion-first targets at one DRF: SUVpeak bias, 10-13 mm contrast, false hot spots."""
     checks = []
-    limit = _peak_limit_pct(drf, limits)
+    limit = _band_limit(drf, limits.peak_bias_limits_pct or ())
     for key, reference in (
         ("lesion_peak_bias_nf_pct", "noise-free"),
         ("lesion_peak_bias_fd_pct", "full dose"),

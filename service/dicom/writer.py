@@ -13,7 +13,6 @@ DERIVED\\SECONDARY: PS3.3 C.8.9.4.1.1 allows only PRIMARY as value 2 of a PET im
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +36,7 @@ from service.dicom.card_facts import RangeCheck
 from service.dicom.provenance import AlgorithmIdentity
 from service.dicom.uids import derived_uid
 from service.dicom.volume import PetVolume
+from service.durable import fsync_path
 
 __all__ = [
     "DEFAULT_DERIVATION_CODE",
@@ -130,22 +130,13 @@ def encode_slice(ds: Dataset, bqml: npt.NDArray[np.floating]) -> int:
 def save_instance(ds: Dataset, path: Path) -> None:
     """Write one instance as a DICOM Part 10 file and fsync it (PS3.10 section 7)."""
     _write_instance(ds, path)
-    _fsync_file(path)
+    fsync_path(path)
 
 
 def _write_instance(ds: Dataset, path: Path) -> None:
     """Write one instance as a DICOM Part 10 file, not yet fsynced."""
     with path.open("wb") as handle:
         dcmwrite(handle, ds, enforce_file_format=True)
-
-
-def _fsync_file(path: Path) -> None:
-    """Flush a written file to disk (any descriptor of the file flushes its data)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _canonical_parameters(algorithm: AlgorithmIdentity) -> str:
@@ -272,7 +263,7 @@ def write_derived_series(
             ds.file_meta = FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             _write_instance(ds, staging / f"{sop_uid}.dcm")
-            flushed.append(fsyncs.submit(_fsync_file, staging / f"{sop_uid}.dcm"))
+            flushed.append(fsyncs.submit(fsync_path, staging / f"{sop_uid}.dcm"))
             sop_uids.append(sop_uid)
             names.append(f"{sop_uid}.dcm")
         for flush in flushed:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.dicom.uids import validate_uid
+from service.durable import fsync_path
 
 INCOMING = "incoming"
 OUTGOING = "outgoing"
@@ -59,14 +60,6 @@ class StagedFile:
     tmp: Path
 
 
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -82,7 +75,7 @@ def _fsync_pool() -> ThreadPoolExecutor:
 
 def _fsync_error(directory: Path) -> OSError | None:
     try:
-        _fsync_directory(directory)
+        fsync_path(directory)
     except OSError as exc:
         return exc
     return None
@@ -126,7 +119,7 @@ class Spool:
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(target)
-        _fsync_directory(target.parent)
+        fsync_path(target.parent)
 
     def incoming_key(self, study_uid: str, series_uid: str, sop_uid: str) -> str:
         """Spool key of a received instance (UIDs validated: they become path parts).
@@ -205,7 +198,7 @@ class Spool:
             path.unlink(missing_ok=True)
             directories.add(path.parent)
         for directory in directories:
-            _fsync_directory(directory)
+            fsync_path(directory)
 
     def store_incoming(
         self, study_uid: str, series_uid: str, sop_uid: str, data: bytes
@@ -225,7 +218,7 @@ class Spool:
         """Delete one file (an instance whose recording failed, so no orphan stays)."""
         path = self.path_of(key)
         path.unlink(missing_ok=True)
-        _fsync_directory(path.parent)
+        fsync_path(path.parent)
 
     def quarantine(self, data: bytes, reason: str, details: dict[str, str]) -> Path:
         """Keep refused bytes with the reason beside them; nothing refused is thrown away."""

@@ -18,13 +18,28 @@ from pathlib import Path
 from model.losses import RALS_THRESHOLD_SUV2
 from model.networks import NetworkConfig, StyleInput, StylePooling, Variant
 
-__all__ = ["TRAINING_DRFS", "TrainConfig", "add_config_flags", "field_kind", "load_config"]
+__all__ = [
+    "TRAINING_DRFS",
+    "VALIDATION_METRICS",
+    "TrainConfig",
+    "add_config_flags",
+    "field_kind",
+    "load_config",
+]
 
 TRAINING_DRFS = (4.0, 10.0, 20.0, 50.0, 100.0)
 
 
 #: Settings that only mean something with ``validate_every`` > 0.
-_VALIDATION_FIELDS = ("validation_patches", "early_stop_patience", "early_stop_min_delta")
+_VALIDATION_FIELDS = (
+    "validation_patches",
+    "early_stop_patience",
+    "early_stop_min_delta",
+    "validation_metric",
+)
+#: What a validation measures: the L1 alone, or the run's own fidelity objective (L1 plus
+#: the weighted lesion L1), which a lesion fine-tune must be judged by.
+VALIDATION_METRICS = ("l1", "objective")
 
 
 @dataclass(frozen=True)
@@ -68,14 +83,16 @@ class TrainConfig:
     rals_threshold_suv2: float = RALS_THRESHOLD_SUV2
     checkpoint_every: int = 250
     log_every: int = 25
-    # Convergence: every ``validate_every`` steps (0: never) the L1 on a fixed set of
-    # ``validation_patches`` patches of the dataset's validation split is measured; the run
-    # stops early once ``early_stop_patience`` validations in a row (0: never) improved the
-    # best by less than ``early_stop_min_delta`` (relative), and exports the best weights.
+    # Convergence: every ``validate_every`` steps (0: never) the ``validation_metric`` on a
+    # fixed set of ``validation_patches`` patches of the dataset's validation split is
+    # measured; the run stops early once ``early_stop_patience`` validations in a row (0:
+    # never) improved the best by less than ``early_stop_min_delta`` (relative), and exports
+    # the best weights.
     validate_every: int = 0
     validation_patches: int = 512
     early_stop_patience: int = 0
     early_stop_min_delta: float = 0.002
+    validation_metric: str = "l1"
     version: str = "0.1.0-dev"
 
     def network(self) -> NetworkConfig:
@@ -125,6 +142,9 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training config fields: {unknown}")
         checked = {name: _coerce(name, fields[name].default, v) for name, v in values.items()}
+        metric = checked.get("validation_metric", "l1")
+        if metric not in VALIDATION_METRICS:
+            raise ValueError(f"validation_metric {metric!r} is not one of {VALIDATION_METRICS}")
         # Each value now has the type of its field's default, which mypy cannot see.
         return cls(**checked)  # type: ignore[arg-type]
 

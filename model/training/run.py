@@ -132,6 +132,7 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
             extra["best_net"] = best_state
         trainer.save_checkpoint(checkpoint, extra)
 
+    metric = f"val_{config.validation_metric}"  # the figure that decides convergence
     start = time.perf_counter()
     converged = False
     while trainer.step_index < config.total_steps and not converged:
@@ -140,13 +141,14 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
             parts = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "step")
             log(f"step {trainer.step_index} {parts} ({time.perf_counter() - start:.0f} s)")
         if validation is not None and trainer.step_index % config.validate_every == 0:
-            figures = validation.loss(trainer.net, trainer.device)
-            converged = tracker.update(trainer.step_index, figures["val_l1"])
+            figures = validation.loss(trainer.net, trainer.device, config.lesion_loss_weight)
+            converged = tracker.update(trainer.step_index, figures[metric])
             if tracker.is_best(trainer.step_index):
                 best_state = _state_copy(trainer.net)
             trainer.history.append({"step": float(trainer.step_index), **figures})
             log(
                 f"validation step {trainer.step_index} val_l1={figures['val_l1']:.5g} "
+                f"val_lesion={figures['val_lesion']:.5g} {metric}={figures[metric]:.5g} "
                 f"best={tracker.best:.5g}@{tracker.best_step} stale={tracker.stale}"
             )
         if trainer.step_index % config.checkpoint_every == 0 or converged:

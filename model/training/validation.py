@@ -53,22 +53,38 @@ class ValidationSet:
         return cls(tuple(sampler.sample(rng, CHUNK) for _ in range(n_chunks)), context_slices)
 
     @torch.no_grad()
-    def loss(self, net: UniPETNet, device: torch.device) -> dict[str, float]:
-        """Mean L1 (SUV) of the centre slice over every patch, overall and per DRF."""
+    def loss(
+        self, net: UniPETNet, device: torch.device, lesion_weight: float = 0.0
+    ) -> dict[str, float]:
+        """Figures of the centre slice over every patch: the mean L1 (SUV), overall and per
+        DRF; the L1 over all lesion voxels (``val_lesion``); and the fidelity objective
+        ``val_objective = val_l1 + lesion_weight * val_lesion`` that training minimises."""
         was_training = net.training
         net.eval()
         centre = self.context_slices // 2
         sums: dict[float, float] = {}
         counts: dict[float, int] = {}
+        lesion_error, lesion_voxels = 0.0, 0.0
         for chunk in self.chunks:
             low = torch.from_numpy(chunk.low_dose).to(device)
             target = torch.from_numpy(chunk.full_dose[:, centre : centre + 1]).to(device)
-            per_patch = (net(low) - target).abs().mean(dim=(1, 2, 3)).cpu().numpy()
+            error = (net(low) - target).abs()
+            per_patch = error.mean(dim=(1, 2, 3)).cpu().numpy()
+            if chunk.lesion_mask is not None:
+                mask = torch.from_numpy(chunk.lesion_mask).to(device)
+                lesion_error += float((error * mask).sum())
+                lesion_voxels += float(mask.sum())
             for drf, value in zip(chunk.drf.tolist(), per_patch.tolist(), strict=True):
                 sums[drf] = sums.get(drf, 0.0) + value
                 counts[drf] = counts.get(drf, 0) + 1
         net.train(was_training)
-        result = {"val_l1": sum(sums.values()) / sum(counts.values())}
+        val_l1 = sum(sums.values()) / sum(counts.values())
+        val_lesion = lesion_error / lesion_voxels if lesion_voxels else 0.0
+        result = {
+            "val_l1": val_l1,
+            "val_lesion": val_lesion,
+            "val_objective": val_l1 + lesion_weight * val_lesion,
+        }
         result.update({f"val_l1_drf{d:g}": sums[d] / counts[d] for d in sorted(sums)})
         return result
 

@@ -74,9 +74,45 @@ def test_validation_set_is_fixed_and_reports_each_drf() -> None:
     torch.manual_seed(0)
     net = _config(Path("/nonexistent")).network()
     figures = first.loss(UniPETNet(net), torch.device("cpu"))
-    assert set(figures) == {"val_l1", "val_l1_drf4", "val_l1_drf20"}
+    assert set(figures) == {
+        "val_l1",
+        "val_lesion",
+        "val_objective",
+        "val_l1_drf4",
+        "val_l1_drf20",
+    }
+    assert figures["val_lesion"] == 0.0  # these phantoms have no lesions
     # an untrained residual network is the identity: its loss is the input's noise
     assert figures["val_l1_drf20"] > figures["val_l1_drf4"] > 0
+
+
+def test_validation_objective_weighs_the_lesion_error_the_way_training_does() -> None:
+    study = _study(0)
+    labels = np.zeros(study.full_dose_suv.shape, dtype=np.int32)
+    labels[:, 18:22, 18:22] = 1  # a small lesion, 4 x 4 pixels on every slice
+    hot = study.full_dose_suv.copy()
+    hot[labels > 0] = 6.0
+    low = {d: v + (hot - study.full_dose_suv) for d, v in study.low_dose_suv.items()}
+    lesioned = dataclasses.replace(study, full_dose_suv=hot, low_dose_suv=low, lesion_labels=labels)
+    patches = ValidationSet.draw([lesioned], DRFS, 5, 24, 32, seed=1, lesion_fraction=1.0)
+    torch.manual_seed(0)
+    net = UniPETNet(_config(Path("/nonexistent")).network())
+    figures = patches.loss(net, torch.device("cpu"), lesion_weight=0.3)
+    # The same figure by hand: the untrained network is the identity, so its error is the
+    # input's noise, and the lesion L1 is the mean of it over every lesion voxel.
+    chunk = patches.chunks[0]
+    noise = np.abs(chunk.low_dose[:, 2] - chunk.full_dose[:, 2])
+    mask = chunk.lesion_mask[:, 0] > 0
+    assert mask.any()
+    assert figures["val_lesion"] == pytest.approx(noise[mask].mean(), rel=1e-4)
+    assert figures["val_objective"] == pytest.approx(
+        figures["val_l1"] + 0.3 * figures["val_lesion"]
+    )
+
+
+def test_an_unknown_validation_metric_is_refused() -> None:
+    with pytest.raises(ValueError, match="validation_metric"):
+        TrainConfig.from_json_dict({"validation_metric": "psnr"})
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +134,30 @@ def test_run_validates_and_exports_its_best_weights(tmp_path: Path, dataset: Pat
     net, _ = load_network(weights)
     for name, tensor in net.state_dict().items():
         torch.testing.assert_close(tensor, checkpoint["best_net"][name])
+
+
+def test_a_run_judged_by_its_objective_keeps_the_best_objective(
+    tmp_path: Path, dataset: Path
+) -> None:
+    config = _config(
+        tmp_path,
+        dataset_dir=str(dataset),
+        early_stop_min_delta=0.0,
+        lesion_loss_weight=5.0,
+        lesion_patch_fraction=0.5,
+        validation_metric="objective",
+    )
+    train(config, resume=False, log=lambda line: None)
+    history = json.loads((Path(config.out_dir) / "history.json").read_text())
+    validations = [r for r in history if "val_objective" in r]
+    assert all(r["val_lesion"] > 0 for r in validations)  # the objective differs from L1
+    for record in validations:
+        assert record["val_objective"] == pytest.approx(
+            record["val_l1"] + 5.0 * record["val_lesion"]
+        )
+    best = min(validations, key=lambda r: r["val_objective"])
+    checkpoint = torch.load(Path(config.out_dir) / "checkpoint.pt", weights_only=True)
+    assert json.loads(checkpoint["convergence"])["best"] == pytest.approx(best["val_objective"])
 
 
 def test_run_stops_when_converged_and_a_resumed_run_decides_the_same(

@@ -147,7 +147,7 @@ def test_a_second_seed_is_carried_into_the_card_and_its_spread_rendered(
     assert again == packaged
     text = render_markdown(packaged, "unipet-1.1.0.safetensors")
     assert "### Seed-to-seed spread" in text
-    assert "Largest PSNR spread 0.25 dB, mean 0.25 dB." in text
+    assert "Largest PSNR spread below full dose 0.25 dB, mean 0.25 dB." in text
     # Without a second seed the section is absent.
     plain = package_card(_skeleton(card), "1.1.0", card.weights_sha256, {**evaluation})
     assert "Seed-to-seed" not in render_markdown(plain, "unipet-1.1.0.safetensors")

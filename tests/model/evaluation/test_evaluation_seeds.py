@@ -24,10 +24,12 @@ def test_spread_is_largest_minus_smallest_over_the_seeds_at_each_drf() -> None:
             _row("unipet_s1", psnr_db=45.1),
         ],
         "100": [_row("unipet", psnr_db=35.0)],  # no second seed here: left out
+        "1": [_row("unipet", psnr_db=75.0), _row("unipet_s1", psnr_db=79.0)],
     }
     spreads = seed_spread(tables, ["unipet", "unipet_s1", "unipet_s2"])
-    assert [s.drf for s in spreads] == [4.0, 20.0]
-    at4, at20 = spreads
+    assert [s.drf for s in spreads] == [1.0, 4.0, 20.0]
+    at1, at4, at20 = spreads
+    assert at1.spread["psnr_db"] == pytest.approx(4.0)  # in the table, not in the summary
     assert at4.seeds == ("unipet", "unipet_s1")
     assert at4.spread["psnr_db"] == pytest.approx(0.1)
     assert at4.spread["liver_cov_ratio"] is None  # not measured for every seed
@@ -36,7 +38,7 @@ def test_spread_is_largest_minus_smallest_over_the_seeds_at_each_drf() -> None:
     assert at20.spread["false_hot_spots"] == pytest.approx(2.0)
     text = "\n".join(seed_spread_markdown(spreads))
     assert "| 20 | 0.40 |" in text
-    assert "Largest PSNR spread 0.40 dB, mean 0.25 dB." in text
+    assert "Largest PSNR spread below full dose 0.40 dB, mean 0.25 dB." in text
 
 
 def test_one_seed_gives_no_spread_and_no_section() -> None:

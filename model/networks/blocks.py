@@ -54,7 +54,7 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor, code: torch.Tensor | None = None) -> torch.Tensor:
         """Residual update of ``x``."""
         update: torch.Tensor = self.conv2(self.act(self.conv1(x)))
-        return x + self.gain * update
+        return torch.addcmul(x, self.gain, update)
 
 
 class ModulatedConv2d(nn.Module):
@@ -91,7 +91,9 @@ class ModulatedConv2d(nn.Module):
         else:
             demod = torch.rsqrt(energy.sum(dim=1) + DEMOD_EPS).expand(style.shape[0], -1)
         y = F.conv2d(x * style[:, :, None, None], self.weight, padding=1)
-        return y * demod[:, :, None, None] + self.bias[None, :, None, None]
+        # bias + y * demod in one pass over the feature map (a quarter of inference time on
+        # CPU went to element-wise passes like this one)
+        return torch.addcmul(self.bias[None, :, None, None], y, demod[:, :, None, None])
 
 
 class ModulatedResBlock(nn.Module):
@@ -113,7 +115,7 @@ class ModulatedResBlock(nn.Module):
         if code is None:
             raise ValueError("a modulated residual block needs a style code")
         update: torch.Tensor = self.conv2(self.act(self.conv1(x, code)), code)
-        return x + self.gain * update
+        return torch.addcmul(x, self.gain, update)
 
 
 class Downsample(ConvAct):

@@ -97,13 +97,35 @@ def masked_feature_statistics(features: torch.Tensor, weight: torch.Tensor) -> t
     return torch.cat([mean.flatten(1), torch.sqrt(var + STD_EPS)], dim=1)
 
 
+def _valid_counts(length: int, size: int, like: torch.Tensor) -> torch.Tensor:
+    """How many of the ``size`` window's positions fall inside a line of ``length``."""
+    index = torch.arange(length, device=like.device, dtype=like.dtype)
+    half = size // 2
+    return (index + half).clamp_max(length - 1) - (index - half).clamp_min(0) + 1
+
+
+def box_mean(stack: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean over the ``size`` x ``size`` window of every pixel of each (N, S, H, W) slice,
+    over the pixels inside the slice only (``avg_pool2d`` with ``count_include_pad=False``).
+
+    Computed as a depthwise convolution with a ones kernel divided by the count of pixels in
+    the window: the same figures several times faster on CPU than average pooling, whose
+    stride-1 kernel there took an eighth of a whole slice batch's inference time.
+    """
+    channels, (height, width) = stack.shape[1], stack.shape[-2:]
+    ones = torch.ones(channels, 1, size, size, device=stack.device, dtype=stack.dtype)
+    sums = F.conv2d(stack, ones, padding=size // 2, groups=channels)
+    counts = _valid_counts(height, size, stack)[:, None] * _valid_counts(width, size, stack)
+    return sums / counts
+
+
 def relative_highpass(stack: torch.Tensor) -> torch.Tensor:
     """Per-slice ``(x - box3(x)) / max(box7(x), STYLE_BODY_SUV)`` of a (N, S, H, W) stack.
 
     The floor on the local mean keeps air (SUV ~ 0) from dividing by zero.
     """
-    local = F.avg_pool2d(stack, 3, stride=1, padding=1, count_include_pad=False)
-    wide = F.avg_pool2d(stack, 7, stride=1, padding=3, count_include_pad=False)
+    local = box_mean(stack, 3)
+    wide = box_mean(stack, 7)
     return (stack - local) / wide.clamp_min(STYLE_BODY_SUV)
 
 

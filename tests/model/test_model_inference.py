@@ -14,7 +14,8 @@ from model.drf_estimate import DrfCalibration
 from model.errors import WeightsError
 from model.inference import blend_ramp, body_window, tile_starts
 from model.networks import NetworkConfig, UniPETNet, Variant
-from model.weights_io import save_weights, sha256_file
+from model.patches import slice_stack
+from model.weights_io import load_network, save_weights, sha256_file
 
 torch.set_num_threads(1)
 
@@ -69,6 +70,23 @@ def test_tiled_equals_untiled_within_tolerance(tmp_path: Path) -> None:
     assert difference.mean() < 0.03 * change
     assert difference.max() < 0.01 * float(volume.max())
     assert whole.drf_estimate == pytest.approx(tiled.drf_estimate)
+
+
+def test_cpu_inference_in_channels_last_order_gives_the_plain_network_figures(
+    tmp_path: Path,
+) -> None:
+    weights = _weights(tmp_path)
+    denoiser = load_denoiser(weights, threads=1, device="cpu", crop_to_body=False)
+    assert denoiser.network.head.weight.is_contiguous(memory_format=torch.channels_last)
+    volume = _volume((5, 32, 40))
+    suv = volume * np.float32(1e-4)
+    plain, _ = load_network(weights)  # weights in the default (contiguous) order
+    with torch.inference_mode():
+        stack = torch.from_numpy(slice_stack(suv, np.arange(5), plain.config.context_slices))
+        expected = plain(stack)[:, 0].numpy() / np.float32(1e-4)
+    got = denoiser.denoise(volume, 1e-4).volume_bqml
+    assert np.abs(expected - volume).mean() > 100.0  # the network changes the image
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=0.5)
 
 
 def test_units_follow_the_suv_factor(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from test_net_unipet import _perturbed
 from model.losses import style_consistency_loss
 from model.networks import NetworkConfig, StyleInput, StylePooling, UniPETNet
 from model.networks.blocks import ModulatedConv2d
-from model.networks.style import masked_feature_statistics, relative_highpass
+from model.networks.style import box_mean, masked_feature_statistics, relative_highpass
 from model.train import config_from_args
 from model.weights_io import load_network, save_weights
 
@@ -138,3 +138,20 @@ def test_train_flags_reach_the_network_config() -> None:
     assert network.style_input is StyleInput.SUV_HIGHPASS
     assert network.demodulate is False
     assert config_from_args([])[0].network().demodulate is True
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 37, 50), (1, 3, 5, 4), (3, 1, 64, 64)])
+@pytest.mark.parametrize("size", [3, 7])
+def test_box_mean_is_average_pooling_over_the_pixels_inside_the_slice(
+    shape: tuple[int, int, int, int], size: int
+) -> None:
+    torch.manual_seed(1)
+    stack = (torch.rand(shape) * 5.0).requires_grad_(True)
+    reference = F.avg_pool2d(stack, size, stride=1, padding=size // 2, count_include_pad=False)
+    mean = box_mean(stack, size)
+    torch.testing.assert_close(mean, reference, rtol=1e-6, atol=1e-6)
+    # and the gradients the style encoder trains with
+    weights = torch.rand(shape)
+    (grad_mean,) = torch.autograd.grad((mean * weights).sum(), stack)
+    (grad_reference,) = torch.autograd.grad((reference * weights).sum(), stack)
+    torch.testing.assert_close(grad_mean, grad_reference, rtol=1e-5, atol=1e-6)

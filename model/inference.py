@@ -130,7 +130,8 @@ class Denoiser:
         if self.device.type == "cpu":
             # oneDNN's convolutions run about a quarter faster on CPU with the weights in
             # channels-last order (measured on 192x192 slice batches); same figures.
-            self.net = self.net.to(memory_format=torch.channels_last)
+            # (Module.to documents memory_format; its type stubs leave the keyword out)
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.version = header.get("version", "unknown")
         self.drf_calibration = _calibration(header, Path(weights_path))
         self.weights_sha256 = sha256_file(Path(weights_path))

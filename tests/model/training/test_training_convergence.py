@@ -88,7 +88,7 @@ def test_validation_set_is_fixed_and_reports_each_drf() -> None:
 
 def test_validation_objective_weighs_the_lesion_error_the_way_training_does() -> None:
     study = _study(0)
-    labels = np.zeros(study.full_dose_suv.shape, dtype=np.int32)
+    labels = np.zeros(study.full_dose_suv.shape, dtype=np.int16)
     labels[:, 18:22, 18:22] = 1  # a small lesion, 4 x 4 pixels on every slice
     hot = study.full_dose_suv.copy()
     hot[labels > 0] = 6.0
@@ -102,6 +102,7 @@ def test_validation_objective_weighs_the_lesion_error_the_way_training_does() ->
     # input's noise, and the lesion L1 is the mean of it over every lesion voxel.
     chunk = patches.chunks[0]
     noise = np.abs(chunk.low_dose[:, 2] - chunk.full_dose[:, 2])
+    assert chunk.lesion_mask is not None
     mask = chunk.lesion_mask[:, 0] > 0
     assert mask.any()
     assert figures["val_lesion"] == pytest.approx(noise[mask].mean(), rel=1e-4)

@@ -146,9 +146,10 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
             if tracker.is_best(trainer.step_index):
                 best_state = _state_copy(trainer.net)
             trainer.history.append({"step": float(trainer.step_index), **figures})
+            judged = "" if metric == "val_l1" else f" {metric}={figures[metric]:.5g}"
             log(
                 f"validation step {trainer.step_index} val_l1={figures['val_l1']:.5g} "
-                f"val_lesion={figures['val_lesion']:.5g} {metric}={figures[metric]:.5g} "
+                f"val_lesion={figures['val_lesion']:.5g}{judged} "
                 f"best={tracker.best:.5g}@{tracker.best_step} stale={tracker.stale}"
             )
         if trainer.step_index % config.checkpoint_every == 0 or converged:

@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         help="dataset folder or seed spec; repeat to pool several test sets",
     )
+    p.add_argument(
+        "--split",
+        choices=["test", "validation"],
+        default="test",
+        help="split of each dataset folder to score: validation to choose between training "
+        "recipes without looking at the test phantoms",
+    )
     p.add_argument("--methods", nargs="+", default=["gaussian", "tuned_gaussian", "nlm"])
     p.add_argument(
         "--drfs",
@@ -274,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     try:
-        split = resolve_splits(args.dataset, args.size, args.cached)
+        split = resolve_splits(args.dataset, args.size, args.cached, args.split)
         drfs = _drfs(args.drfs, split)
         training_drfs = _training_drfs(args.training_drfs, args.methods)
         result, calibrated = _run(args, split, drfs)

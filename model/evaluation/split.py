@@ -81,8 +81,10 @@ def _bare_seeds(spec: str) -> list[int]:
     return seeds
 
 
-def _cached_phantoms(folder: Path, manifest: Mapping[str, object]) -> tuple[EvalPhantom, ...]:
-    """The test phantoms of a dataset folder, read from its files.
+def _cached_phantoms(
+    folder: Path, manifest: Mapping[str, object], scored: str
+) -> tuple[EvalPhantom, ...]:
+    """The phantoms of the ``scored`` split of a dataset folder, read from its files.
 
     Raises:
         ValueError: the manifest lists no phantom files.
@@ -100,17 +102,22 @@ def _cached_phantoms(folder: Path, manifest: Mapping[str, object]) -> tuple[Eval
             held_out_scanner=bool(entry.get("held_out_scanners", held_out)),
         )
         for entry in entries
-        if isinstance(entry, dict) and entry.get("split") == "test"
+        if isinstance(entry, dict) and entry.get("split") == scored
     )
 
 
-def resolve_split(dataset: str, size: str | None = None, cached: bool = False) -> EvalSplit:
+def resolve_split(
+    dataset: str, size: str | None = None, cached: bool = False, scored: str = "test"
+) -> EvalSplit:
     """Test seeds, seen seeds and phantoms from a dataset folder or a seed spec.
 
     Args:
         dataset: a dataset folder or a seed spec (module docstring).
         size: size of simulated phantoms (default: the folder's, else ``DEFAULT_SIZE``).
         cached: read a folder's test phantoms from its files whatever their size.
+        scored: the split whose phantoms are scored: ``test``, or ``validation`` to choose
+            between training recipes without looking at the test phantoms (every other
+            split still counts as seen).
 
     Raises:
         ValueError: the spec is malformed or names no test seed.
@@ -123,13 +130,13 @@ def resolve_split(dataset: str, size: str | None = None, cached: bool = False) -
         splits = {k: [int(s) for s in v] for k, v in manifest["splits"].items()}
         folder_size = str(manifest["size"])
         if cached or folder_size in CACHED_SIZES:
-            phantoms = _cached_phantoms(path, manifest)
+            phantoms = _cached_phantoms(path, manifest, scored)
             drfs = tuple(float(d) for d in manifest["drfs"])
             size = folder_size
         else:
             size = size or folder_size
             phantoms = tuple(
-                EvalPhantom(s, size, dataset=path.name) for s in splits.get("test", [])
+                EvalPhantom(s, size, dataset=path.name) for s in splits.get(scored, [])
             )
     else:
         if ":" in dataset:
@@ -137,11 +144,11 @@ def resolve_split(dataset: str, size: str | None = None, cached: bool = False) -
         else:
             splits = {"train": [], "validation": [], "test": _bare_seeds(dataset)}
         size = size or DEFAULT_SIZE
-        phantoms = tuple(EvalPhantom(s, size) for s in splits["test"])
-    test = splits.get("test", [])
+        phantoms = tuple(EvalPhantom(s, size) for s in splits.get(scored, []))
+    test = splits.get(scored, [])
     if not test:
-        raise ValueError(f"{dataset!r} has no test seeds")
-    seen = {name: seeds for name, seeds in splits.items() if name != "test"}
+        raise ValueError(f"{dataset!r} has no {scored} seeds")
+    seen = {name: seeds for name, seeds in splits.items() if name != scored}
     return EvalSplit(list(test), seen, size, phantoms, drfs)
 
 
@@ -154,7 +161,7 @@ def _merged_drfs(splits: Sequence[EvalSplit]) -> tuple[float, ...] | None:
 
 
 def resolve_splits(
-    datasets: Sequence[str], size: str | None = None, cached: bool = False
+    datasets: Sequence[str], size: str | None = None, cached: bool = False, scored: str = "test"
 ) -> EvalSplit:
     """One split from several datasets (:func:`resolve_split` each), their phantoms in order.
 
@@ -164,7 +171,7 @@ def resolve_splits(
     """
     if not datasets:
         raise ValueError("no dataset given")
-    parts = [resolve_split(d, size, cached) for d in datasets]
+    parts = [resolve_split(d, size, cached, scored) for d in datasets]
     if len(parts) == 1:
         return parts[0]
     test = [seed for part in parts for seed in part.test_seeds]

@@ -76,3 +76,27 @@ def test_a_seed_in_two_datasets_is_refused(tmp_path: Path) -> None:
     a = _folder(tmp_path / "a", "clinical", [10], [1.0], held_out=False)
     with pytest.raises(ValueError, match=r"\[10\] are in more than one dataset"):
         resolve_splits([a, "10"])
+
+
+def test_the_validation_split_can_be_scored_and_the_test_split_then_counts_as_seen(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    phantoms = [
+        {"split": split, "file": f"{split}/seed{s:06d}.npz", "seed": s, "size": "clinical"}
+        for split, seeds in (("train", [0, 1]), ("validation", [2, 3]), ("test", [4]))
+        for s in seeds
+    ]
+    manifest = {"size": "clinical", "drfs": [1.0, 20.0], "phantoms": phantoms,
+                "splits": {"train": [0, 1], "validation": [2, 3], "test": [4]}}  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    split = resolve_split(str(folder), scored="validation")
+    assert split.test_seeds == [2, 3]
+    assert [p.path for p in split.phantoms] == [
+        folder / "validation" / "seed000002.npz",
+        folder / "validation" / "seed000003.npz",
+    ]
+    assert split.seen_seeds == {"train": [0, 1], "test": [4]}
+    with pytest.raises(ValueError, match="no validation seeds"):
+        resolve_split("train:0-7,test:8", scored="validation")

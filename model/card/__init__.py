@@ -21,6 +21,7 @@ from model.card.results import DrfAccuracy, Evaluation, MethodMeans
 from model.card.schema import (
     Architecture,
     DatasetSummary,
+    EarlierStage,
     Hardware,
     Iterations,
     ModelCard,
@@ -34,6 +35,7 @@ __all__ = [
     "Architecture",
     "DatasetSummary",
     "DrfAccuracy",
+    "EarlierStage",
     "Evaluation",
     "Hardware",
     "Iterations",

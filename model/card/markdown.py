@@ -14,7 +14,7 @@ from model.card._json import JsonValue
 from model.card.packaging import seed_ranges
 from model.card.ranges import TrainedRanges
 from model.card.results import DrfAccuracy, Evaluation, MethodMeans
-from model.card.schema import Architecture, ModelCard, TrainingData
+from model.card.schema import Architecture, ModelCard, TrainingData, TrainingRecord
 from model.drf_estimate import DrfCalibration
 from model.evaluation.full_dose import full_dose_markdown
 from model.evaluation.groups import group_markdown
@@ -222,6 +222,23 @@ def _training(card: ModelCard) -> list[str]:
         f"- Wall time {seconds / 3600:.2f} h ({seconds:.0f} s)",
         f"- Hardware: {hardware.device} ({hardware.cpu}), "
         f"{hardware.threads} threads, torch {hardware.torch}",
+        *_earlier_stages(training),
+    ]
+
+
+def _earlier_stages(training: TrainingRecord) -> list[str]:
+    """The runs the weights were fine-tuned from, and the total over every stage."""
+    if not training.earlier_stages:
+        return []
+    stages = "; ".join(
+        f"`{s.weights_sha256[:12]}` {s.steps_done} steps, {s.wall_seconds / 3600:.2f} h "
+        f"({s.device}, {s.threads} threads)"
+        for s in training.earlier_stages
+    )
+    total = training.total_seconds
+    return [
+        f"- Earlier stages, oldest first: {stages}",
+        f"- All stages together: {training.total_steps} steps, {total / 3600:.2f} h",
     ]
 
 

@@ -27,6 +27,7 @@ from model.training.config import TrainConfig
 __all__ = [
     "Architecture",
     "DatasetSummary",
+    "EarlierStage",
     "Hardware",
     "Iterations",
     "ModelCard",
@@ -176,8 +177,47 @@ class Iterations:
 
 
 @dataclass(frozen=True)
+class EarlierStage:
+    """A run whose weights a later run started from: what it cost and where it ran."""
+
+    weights_sha256: str
+    steps_done: int
+    wall_seconds: float
+    device: str
+    threads: int
+
+    def to_json(self) -> dict[str, object]:
+        """One entry of the card's ``training.earlier_stages``."""
+        return {
+            "weights_sha256": self.weights_sha256,
+            "steps_done": self.steps_done,
+            "wall_seconds": self.wall_seconds,
+            "device": self.device,
+            "threads": self.threads,
+        }
+
+    @classmethod
+    def from_json(cls, r: Reader) -> EarlierStage:
+        """Read one earlier stage (raises CardError on a missing or mistyped field)."""
+        stage = cls(
+            weights_sha256=r.text("weights_sha256"),
+            steps_done=r.integer("steps_done"),
+            wall_seconds=r.number("wall_seconds"),
+            device=r.text("device"),
+            threads=r.integer("threads"),
+        )
+        r.done()
+        return stage
+
+
+@dataclass(frozen=True)
 class TrainingRecord:
-    """How the network was trained: the whole config, steps, last losses and wall time."""
+    """How the network was trained: the whole config, steps, last losses and wall time.
+
+    ``earlier_stages`` are the runs it started from, oldest first (from the card beside the
+    starting weights), so a chained recipe states the steps and hours of every stage; left
+    out of the JSON when there are none.
+    """
 
     config: TrainConfig
     seed: int
@@ -186,9 +226,21 @@ class TrainingRecord:
     final_losses: Mapping[str, float]
     wall_seconds: float
     init_weights_sha256: str | None = None
+    earlier_stages: tuple[EarlierStage, ...] = ()
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of this run and of every stage before it."""
+        return self.steps_done + sum(s.steps_done for s in self.earlier_stages)
+
+    @property
+    def total_seconds(self) -> float:
+        """Training time of this run and of every stage before it."""
+        return self.wall_seconds + sum(s.wall_seconds for s in self.earlier_stages)
 
     def to_json(self) -> dict[str, object]:
         """The card's ``training`` object."""
+        earlier = [s.to_json() for s in self.earlier_stages]
         return {
             "config": self.config.to_json_dict(),
             "seed": self.seed,
@@ -197,6 +249,7 @@ class TrainingRecord:
             "final_losses": dict(self.final_losses),
             "wall_seconds": self.wall_seconds,
             "init_weights_sha256": self.init_weights_sha256,
+            **({"earlier_stages": earlier} if earlier else {}),
         }
 
     @classmethod
@@ -215,6 +268,7 @@ class TrainingRecord:
             final_losses={key: losses.number(key) for key in losses.names()},
             wall_seconds=r.number("wall_seconds"),
             init_weights_sha256=r.opt_text("init_weights_sha256"),
+            earlier_stages=tuple(EarlierStage.from_json(e) for e in r.objs("earlier_stages")),
         )
         iterations.done()
         r.done()

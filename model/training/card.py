@@ -17,6 +17,7 @@ import torch
 from model.card import (
     Architecture,
     DatasetSummary,
+    EarlierStage,
     Hardware,
     Iterations,
     ModelCard,
@@ -30,7 +31,14 @@ from model.networks import count_parameters
 from model.training.trainer import Trainer
 from model.weights_io import sha256_file
 
-__all__ = ["INTENDED_USE", "MODEL_INPUT", "MODEL_OUTPUT", "trained_ranges", "training_card"]
+__all__ = [
+    "INTENDED_USE",
+    "MODEL_INPUT",
+    "MODEL_OUTPUT",
+    "earlier_stages",
+    "trained_ranges",
+    "training_card",
+]
 
 INTENDED_USE = "research; denoising of simulated low-dose PET; not for diagnosis"
 MODEL_INPUT = "2.5D stack of context_slices slices in SUV (Bq/ml * suv_per_bqml)"
@@ -70,6 +78,29 @@ def trained_ranges(trainer: Trainer) -> TrainedRanges:
     )
 
 
+def earlier_stages(init_weights: Path) -> tuple[EarlierStage, ...]:
+    """The stages behind starting weights, oldest first, from the card beside them.
+
+    Weights without a card, or with a card that names other bytes (a file replaced after its
+    run), contribute nothing: their history cannot be vouched for.
+    """
+    card_path = init_weights.with_suffix(".json")
+    if not card_path.is_file():
+        return ()
+    card = ModelCard.from_json(json.loads(card_path.read_text()))
+    if card.weights_sha256 != sha256_file(init_weights):
+        return ()
+    training = card.training
+    own = EarlierStage(
+        weights_sha256=card.weights_sha256,
+        steps_done=training.steps_done,
+        wall_seconds=training.wall_seconds,
+        device=card.hardware.device,
+        threads=card.hardware.threads,
+    )
+    return (*training.earlier_stages, own)
+
+
 def training_card(
     trainer: Trainer, sha256: str, seconds: float, calibration: DrfCalibration
 ) -> ModelCard:
@@ -102,6 +133,7 @@ def training_card(
             init_weights_sha256=(
                 sha256_file(Path(config.init_weights)) if config.init_weights else None
             ),
+            earlier_stages=earlier_stages(Path(config.init_weights)) if config.init_weights else (),
         ),
         hardware=Hardware(
             device=str(trainer.device),

@@ -1,17 +1,20 @@
-"""The training card skeleton states the DRF and voxel ranges of the studies it trained on."""
+"""The training card skeleton: the DRF and voxel ranges of the studies it trained on, and
+the stages a fine-tune was built on."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from model.card import ModelCard, TrainedRanges
+from model.card import ModelCard, TrainedRanges, render_markdown
 from model.drf_estimate import DrfCalibration
 from model.patches import PatchSampler, SuvStudy
-from model.training.card import trained_ranges, training_card
+from model.training.card import earlier_stages, trained_ranges, training_card
 from model.training.config import TrainConfig
 from model.training.trainer import Trainer
+from model.weights_io import save_weights, sha256_file
 
 DRFS = (4.0, 20.0, 50.0)
 
@@ -57,3 +60,40 @@ def test_the_skeleton_card_carries_them_through_its_json(tmp_path: Path) -> None
     again = ModelCard.from_text(card.to_text())
     assert again.data.trained_ranges == card.data.trained_ranges
     assert again.data.effective_ranges() == card.data.trained_ranges
+
+
+def _saved_run(tmp_path: Path, name: str, seconds: float, init: Path | None = None) -> Path:
+    """A finished run's weights with its card beside them, as ``model.train`` leaves them."""
+    trainer = _trainer(tmp_path / name)
+    if init is not None:
+        trainer = Trainer(
+            dataclasses.replace(trainer.config, init_weights=str(init)), trainer.sampler
+        )
+    trainer.step_index = 40 if init is None else 15
+    weights = tmp_path / f"{name}.safetensors"
+    sha256 = save_weights(trainer.net, weights, "1.1.0")
+    card = training_card(
+        trainer, sha256, seconds, DrfCalibration((2.0, 0.0, 0.0, 0.0, 8.0), 2, 1.0)
+    )
+    weights.with_suffix(".json").write_text(card.to_text())
+    return weights
+
+
+def test_a_fine_tune_card_states_every_stage_it_was_built_on(tmp_path: Path) -> None:
+    first = _saved_run(tmp_path, "l1", 3600.0)
+    second = _saved_run(tmp_path, "lesion", 1800.0, init=first)
+    third = _saved_run(tmp_path, "rals", 900.0, init=second)
+    card = ModelCard.from_text(third.with_suffix(".json").read_text())
+    stages = card.training.earlier_stages
+    assert [s.weights_sha256 for s in stages] == [sha256_file(first), sha256_file(second)]
+    assert [(s.steps_done, s.wall_seconds) for s in stages] == [(40, 3600.0), (15, 1800.0)]
+    assert (card.training.total_steps, card.training.total_seconds) == (70, 6300.0)
+    text = render_markdown(card, third.name)
+    assert "All stages together: 70 steps, 1.75 h" in text
+
+
+def test_starting_weights_whose_card_names_other_bytes_bring_no_history(tmp_path: Path) -> None:
+    first = _saved_run(tmp_path, "l1", 3600.0)
+    save_weights(_trainer(tmp_path / "other").net, first, "1.1.0")  # replaced after its run
+    assert earlier_stages(first) == ()
+    assert earlier_stages(tmp_path / "no-card.safetensors") == ()

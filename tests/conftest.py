@@ -20,14 +20,12 @@ from model.simulate import simulate_study
 from service.dicom.synthetic import write_simulated_study
 
 
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real redis-server for the whole session (each test uses its own queue names)."""
+def _redis_server(data: Path) -> Iterator[str]:
+    """A real redis-server on a free loopback port, stopped when the generator closes."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.skip("redis-server not installed (apt-get install redis-server)")
     port = free_port()
-    data = tmp_path_factory.mktemp("redis")
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(data)],
         stdout=subprocess.DEVNULL,
@@ -42,10 +40,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except redis.RedisError:
             return False
 
-    assert wait_for(ready, 15), "redis-server did not start"
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        assert wait_for(ready, 15), "redis-server did not start"
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server for the whole session (each test uses its own queue names)."""
+    yield from _redis_server(tmp_path_factory.mktemp("redis"))
+
+
+@pytest.fixture
+def private_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A redis-server of this test alone, for tests that count the workers on their broker
+    (a worker ping reaches every worker of a broker, whatever its queues)."""
+    yield from _redis_server(tmp_path_factory.mktemp("private-redis"))
 
 
 @pytest.fixture(scope="session")

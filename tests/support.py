@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,6 +60,19 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, interval_s: floa
     from service.runtime import wait_until
 
     return wait_until(predicate, timeout_s, interval_s)
+
+
+def stop_node(process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    """SIGTERM a ``unipet-node serve`` started with ``start_new_session=True`` and wait for
+    its graceful stop; if it does not stop in time, kill its whole process group (never leave
+    a node's workers running for later tests) and raise ``TimeoutExpired``."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        raise
 
 
 def port_open(port: int) -> bool:

@@ -8,14 +8,13 @@ processes write is read back, and so is ``/metrics``.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 from pydicom import dcmread
-from support import DcmtkPacs, free_port, port_open, wait_for
+from support import DcmtkPacs, free_port, port_open, stop_node, wait_for
 
 from service.config import NodeSettings
 from service.errors import SeriesNotFoundError
@@ -65,6 +64,7 @@ def _run_study_through_serve(
             ["unipet-node", "serve", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            start_new_session=True,  # its own process group: killed whole if it hangs
         )
     try:
         assert wait_for(
@@ -93,8 +93,7 @@ def _run_study_through_serve(
         with urllib.request.urlopen(url, timeout=10) as response:
             metrics_text = response.read().decode()
     finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=60)
+        stop_node(serve)  # no worker of it stays on the shared broker for later tests
     return final, metrics_text
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import urllib.request
 from pathlib import Path
 
 import pytest
-from support import DcmtkPacs, free_port, port_open, wait_for
+from support import DcmtkPacs, free_port, port_open, stop_node, wait_for
 
 
 def test_serve_with_embedded_redis_passes_selftest_and_stops_cleanly(
@@ -33,6 +32,7 @@ def test_serve_with_embedded_redis_passes_selftest_and_stops_cleanly(
         ["unipet-node", "serve", "--config", str(config)],
         stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "serve.log").open("wb"),
+        start_new_session=True,
     )
     try:
         assert wait_for(lambda: port_open(listener_port) and port_open(web_port), 60)
@@ -49,8 +49,7 @@ def test_serve_with_embedded_redis_passes_selftest_and_stops_cleanly(
         with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/status", timeout=10) as r:
             assert json.loads(r.read())["counts"]["DONE"] == 1
     finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(timeout=60)
+        stop_node(serve)
     assert serve.returncode == 0
     assert not port_open(redis_port), "the embedded redis-server was stopped with the node"
     assert not port_open(listener_port)

@@ -258,8 +258,10 @@ def _start_node_worker(settings: NodeSettings, tmp_path: Path) -> subprocess.Pop
     )
 
 
-def test_healthz_ok_with_broker_spool_and_a_real_worker(tmp_path: Path, redis_url: str) -> None:
-    settings = make_settings(tmp_path, broker_url=redis_url)
+def test_healthz_ok_with_broker_spool_and_a_real_worker(
+    tmp_path: Path, private_redis_url: str
+) -> None:
+    settings = make_settings(tmp_path, broker_url=private_redis_url)
     server = start_web(settings, health_cache_s=0.0)
     worker = _start_node_worker(settings, tmp_path)
     try:

@@ -18,7 +18,7 @@ from model.card.schema import Architecture, ModelCard, TrainingData, TrainingRec
 from model.drf_estimate import DrfCalibration
 from model.evaluation.full_dose import full_dose_markdown
 from model.evaluation.groups import group_markdown
-from model.evaluation.lesion_tables import lesion_markdown
+from model.evaluation.lesion_tables import grid_lines, lesion_markdown
 from model.evaluation.seeds import seed_spread, seed_spread_markdown
 from model.evaluation.targets import targets_markdown
 from model.networks import Variant
@@ -71,12 +71,6 @@ def _json_cell(value: JsonValue) -> str:
             return _text(str(value))
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    """Markdown table lines."""
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
 def _seeds(seeds: Sequence[int] | None) -> str:
     """Seeds as ranges with their count, e.g. ``0-79 (80)``."""
     if not seeds:
@@ -94,7 +88,7 @@ def _header(card: ModelCard, weights_name: str) -> list[str]:
     return [
         f"# {card.name} {card.version}",
         "",
-        *_table(
+        *grid_lines(
             ["", ""],
             [
                 ["version", f"`{card.version}`"],
@@ -251,7 +245,7 @@ def _drf_table(key: str, rows: Sequence[MethodMeans], training_drfs: Sequence[fl
     ]
     phantoms = rows[0].n_phantoms if rows else 0
     head = ["method", *(h for _, h, _ in TABLE_COLUMNS)]
-    return [f"### DRF {drf:g} ({kind}), {phantoms} test phantoms", "", *_table(head, body), ""]
+    return [f"### DRF {drf:g} ({kind}), {phantoms} test phantoms", "", *grid_lines(head, body), ""]
 
 
 def _evaluation(evaluation: Evaluation | None) -> list[str]:
@@ -305,7 +299,7 @@ def _drf_accuracy(accuracy: DrfAccuracy) -> list[str]:
         for row in accuracy.per_drf
     ]
     head = ["true DRF", "training DRF", "n", "median estimate", "median factor error"]
-    lines = [*_table([*head, "within x1.5"], rows), ""] if rows else []
+    lines = [*grid_lines([*head, "within x1.5"], rows), ""] if rows else []
     overall = accuracy.overall
     summary = (
         f"Overall: median factor error {_number(overall.median_factor_error, '{:.2f}')}"
@@ -341,7 +335,7 @@ def _extras(card: ModelCard) -> list[str]:
     if accuracy is not None:
         lines += _drf_accuracy(accuracy)
     if card.benchmark is not None:
-        lines += ["## Benchmark", "", *_table(["figure", "value"], _flat(card.benchmark)), ""]
+        lines += ["## Benchmark", "", *grid_lines(["figure", "value"], _flat(card.benchmark)), ""]
     return lines
 
 

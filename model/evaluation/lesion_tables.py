@@ -25,6 +25,7 @@ __all__ = [
     "Column",
     "MeansRow",
     "cell",
+    "grid_lines",
     "has_columns",
     "lesion_markdown",
     "markdown_table",
@@ -119,14 +120,19 @@ def has_columns(rows: Iterable[MeansRow], columns: Sequence[Column]) -> bool:
     )
 
 
+def grid_lines(head: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """Markdown lines of a table of ready-made cells: the head, its rule, then the rows."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def markdown_table(rows: Sequence[MeansRow], columns: Sequence[Column]) -> list[str]:
     """Markdown lines of a table: a row per method, a column per figure."""
     head = ["method", *(header for _, header, _ in columns)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for row in rows:
-        cells = [cell(row.means.get(key), fmt) for key, _, fmt in columns]
-        lines.append(f"| {row.method} | " + " | ".join(cells) + " |")
-    return lines
+    return grid_lines(
+        head,
+        ([row.method, *(cell(row.means.get(key), fmt) for key, _, fmt in columns)] for row in rows),
+    )
 
 
 def lesion_markdown(tables: Mapping[float, Sequence[MeansRow]]) -> list[str]:

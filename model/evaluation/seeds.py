@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from model.evaluation.lesion_tables import Column, cell
+from model.evaluation.lesion_tables import Column, cell, grid_lines
 
 __all__ = ["SPREAD_COLUMNS", "SeedSpread", "seed_spread", "seed_spread_markdown"]
 
@@ -79,11 +79,6 @@ def seed_spread_markdown(spreads: Sequence[SeedSpread]) -> list[str]:
         [f"{s.drf:g}", *(cell(s.spread.get(k), fmt) for k, _, fmt in SPREAD_COLUMNS)]
         for s in spreads
     ]
-    table = [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
-        *("| " + " | ".join(row) + " |" for row in rows),
-    ]
     # At DRF 1 the output is nearly the input and PSNR runs to 70 dB and more, where a
     # difference says nothing about denoising: the summary is over the reduced doses.
     psnr = [v for s in spreads if s.drf > 1.0 and (v := s.spread.get("psnr_db")) is not None]
@@ -100,7 +95,7 @@ def seed_spread_markdown(spreads: Sequence[SeedSpread]) -> list[str]:
         "the seeds, per DRF. A difference between models smaller than this is within what a "
         "reseed moves.",
         "",
-        *table,
+        *grid_lines(head, rows),
         "",
         summary,
         "",

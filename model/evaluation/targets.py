@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from model.evaluation.drf_accuracy import BAND_FACTOR, DrfOverall
 from model.evaluation.full_dose import FULL_DOSE_DRF, FullDoseInput
+from model.evaluation.lesion_tables import grid_lines
 from model.evaluation.methods import FULL_DOSE, matched_name
 
 __all__ = [
@@ -353,15 +354,18 @@ def targets_markdown(checks: Sequence[TargetCheck]) -> list[str]:
     if not checks:
         return ["## Targets", "", "No target could be checked: the methods it needs are absent."]
     head = ["check (UniPET)", "DRF", "value", "threshold", "result"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for c in checks:
-        cells = [
-            c.check.replace("|", "\\|"),
-            "all" if c.drf is None else _cell(c.drf, "{:g}"),
-            _cell(c.value, "{:.3f}"),
-            _cell(c.threshold, "{:.3f}"),
-            "PASS" if c.passed else "MISS",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = grid_lines(
+        head,
+        (
+            [
+                c.check.replace("|", "\\|"),
+                "all" if c.drf is None else _cell(c.drf, "{:g}"),
+                _cell(c.value, "{:.3f}"),
+                _cell(c.threshold, "{:.3f}"),
+                "PASS" if c.passed else "MISS",
+            ]
+            for c in checks
+        ),
+    )
     met = sum(1 for c in checks if c.passed)
     return ["## Targets", "", f"{met} of {len(checks)} checks met.", "", *lines]

@@ -16,6 +16,7 @@ from model.card.ranges import TrainedRanges
 from model.card.results import DrfAccuracy, Evaluation, MethodMeans
 from model.card.schema import Architecture, ModelCard, TrainingData, TrainingRecord
 from model.drf_estimate import DrfCalibration
+from model.evaluation.drf_accuracy import spread_sentence
 from model.evaluation.full_dose import full_dose_markdown
 from model.evaluation.groups import group_markdown
 from model.evaluation.lesion_tables import grid_lines, lesion_markdown
@@ -306,7 +307,9 @@ def _drf_accuracy(accuracy: DrfAccuracy) -> list[str]:
         f" over {overall.n:.0f} test volumes, "
         f"{_number(overall.fraction_within_band, '{:.0%}')} within a factor 1.5."
     )
-    return [*lines, summary, ""]
+    floor = accuracy.patient_spread
+    spread = [] if floor is None else ["", spread_sentence(floor)]
+    return [*lines, summary, *spread, ""]
 
 
 def _calibration(calibration: DrfCalibration) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from model.card._json import Reader, omit_none
 from model.errors import CardError
-from model.evaluation.drf_accuracy import DrfOverall, DrfSummary
+from model.evaluation.drf_accuracy import DrfOverall, DrfSummary, PatientSpread
 from model.evaluation.full_dose import FullDoseInput, FullDoseRow
 from model.evaluation.targets import TargetCheck
 
@@ -246,6 +246,7 @@ class DrfAccuracy:
     weights_sha256: str | None = None
     training_drfs: tuple[float, ...] | None = None
     n_unestimated: int | None = None
+    patient_spread: PatientSpread | None = None
 
     def to_json(self) -> dict[str, object]:
         """The card's ``drf_estimate_accuracy`` object (``drf_estimate.json`` less records)."""
@@ -261,6 +262,7 @@ class DrfAccuracy:
                 ("band_factor", self.band_factor),
                 ("overall", dataclasses.asdict(self.overall)),
                 ("per_drf", [dataclasses.asdict(s) for s in self.per_drf]),
+                ("patient_spread", _asdict_or_none(self.patient_spread)),
             ]
         )
 
@@ -284,6 +286,25 @@ class DrfAccuracy:
             weights_sha256=r.opt_text("weights_sha256"),
             training_drfs=tuple(r.numbers("training_drfs")) if r.has("training_drfs") else None,
             n_unestimated=r.integer("n_unestimated") if r.has("n_unestimated") else None,
+            patient_spread=_spread(r.opt_obj("patient_spread")),
         )
         r.done()
         return accuracy
+
+
+def _asdict_or_none(spread: PatientSpread | None) -> dict[str, object] | None:
+    """The spread as a JSON object, or None (left out)."""
+    return None if spread is None else dataclasses.asdict(spread)
+
+
+def _spread(r: Reader | None) -> PatientSpread | None:
+    """The patient-spread floor of a DRF report, or None when it has none."""
+    if r is None:
+        return None
+    spread = PatientSpread(
+        n=r.integer("n"),
+        floor_median_factor_error=r.number("floor_median_factor_error"),
+        median_factor_error_without_spread=r.number("median_factor_error_without_spread"),
+    )
+    r.done()
+    return spread

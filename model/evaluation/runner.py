@@ -38,6 +38,7 @@ from model.evaluation.split import EvalPhantom, EvalSplit, check_unseen
 from model.evaluation.tables import CaseRow
 from model.evaluation.tuning import VALIDATION_SEEDS
 from model.simulate import SimulatedStudy, simulate_study
+from model.simulate.acquisition import drawn_patient_cov_factor
 from model.simulate.dataset import load_study
 from model.simulate.metrics import region_cov
 
@@ -200,6 +201,7 @@ def evaluate_phantom(
     figures: list[Path] = []
     records: list[DrfRecord] = []
     unestimated = 0
+    spread_factor = drawn_patient_cov_factor(study.scanner, study.seed)
     for drf in drfs:
         low = study.low_dose_bqml[drf]
         case_rows, outputs = _run_case(low, drf, methods, prepared, origin, match)
@@ -211,7 +213,7 @@ def evaluate_phantom(
             if estimate is None:
                 unestimated += 1
             else:
-                records.append(DrfRecord(study.seed, drf, estimate))
+                records.append(DrfRecord(study.seed, drf, estimate, spread_factor))
         if first:
             panels = [*outputs, ("full dose", study.full_dose_bqml)]
             if study.noise_free_bqml is not None:

@@ -25,13 +25,19 @@ import torch
 from model.simulate.filters import gaussian_filter, sigma_voxels
 from model.simulate.metrics import liver_mask, region_cov, region_mean
 from model.simulate.osem import osem
-from model.simulate.scanner import liver_cov_target
+from model.simulate.scanner import liver_cov_target, patient_cov_factor
 from model.simulate.seeding import Purpose, rng_for
 from model.simulate.sinogram import SinogramModel, build_sinogram_model, columns_to_volumes
 from model.simulate.truth import Phantom
 from model.simulate.types import FloatVolume, ScannerModel
 
-__all__ = ["Reconstructions", "acquire_and_reconstruct", "has_liver_pilot", "thin"]
+__all__ = [
+    "Reconstructions",
+    "acquire_and_reconstruct",
+    "drawn_patient_cov_factor",
+    "has_liver_pilot",
+    "thin",
+]
 
 LIVER_COV_RANGE = (0.08, 0.12)
 PILOT_SLICES = 8
@@ -88,10 +94,26 @@ def has_liver_pilot(phantom: Phantom) -> bool:
 
 
 def _target_cov(phantom: Phantom, scanner: ScannerModel, rng: np.random.Generator) -> float:
-    """Full-dose liver CoV to calibrate to: the clinical profile's, or drawn in the range."""
+    """Full-dose liver CoV to calibrate to: the clinical profile's, or drawn in the range.
+
+    The first draw from ``rng`` (the calibration stream): ``drawn_patient_cov_factor``
+    relies on it.
+    """
     if scanner.reference_liver_cov is not None:
         return liver_cov_target(scanner, phantom.tracer.patient_weight_kg, rng)
     return float(rng.uniform(*LIVER_COV_RANGE))
+
+
+def drawn_patient_cov_factor(scanner: ScannerModel, seed: int) -> float | None:
+    """The patient-to-patient CoV factor phantom ``seed`` was simulated with, or None.
+
+    Only clinical profiles draw one (``patient_cov_factor``); it is the first draw of the
+    seed's calibration stream, so the seed alone gives it back. The DRF evaluation uses it
+    to state the part of the DRF estimate's error no image statistic can remove.
+    """
+    if scanner.reference_liver_cov is None:
+        return None
+    return patient_cov_factor(rng_for(seed, Purpose.CALIBRATION))
 
 
 def _calibrate(

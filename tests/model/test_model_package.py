@@ -269,7 +269,12 @@ def test_drf_accuracy_summary_goes_into_both_cards_without_its_records(run: Path
                 "fraction_within_band": 0.5,
             },
         ],
-        "records": [{"seed": 90, "drf": 4.0, "estimate": 4.8}],
+        "patient_spread": {
+            "n": 4,
+            "floor_median_factor_error": 1.19,
+            "median_factor_error_without_spread": 1.12,
+        },
+        "records": [{"seed": 90, "drf": 4.0, "estimate": 4.8, "patient_cov_factor": 1.05}],
     }
     path = run / "drf_estimate.json"
     path.write_text(json.dumps(accuracy))
@@ -277,6 +282,11 @@ def test_drf_accuracy_summary_goes_into_both_cards_without_its_records(run: Path
     card = json.loads((run / "out" / "unipet-1.0.0.json").read_text())
     assert "records" not in card["drf_estimate_accuracy"]
     assert card["drf_estimate_accuracy"]["overall"]["median_factor_error"] == 1.31
+    assert card["drf_estimate_accuracy"]["patient_spread"]["floor_median_factor_error"] == 1.19
     text = (run / "out" / "unipet-1.0.0.md").read_text()
     assert "| 33 | no | 2 | 52.0 | 1.58 | 50% |" in text
     assert "median factor error 1.31 over 4 test volumes, 75% within a factor 1.5" in text
+    assert (
+        "error of 1.19 on these 4 cases; this estimate with the drawn spread taken out has 1.12."
+        in text
+    )

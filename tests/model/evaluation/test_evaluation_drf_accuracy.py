@@ -18,6 +18,7 @@ from model.evaluation.drf_accuracy import (
     drf_markdown,
     factor_error,
     overall_accuracy,
+    patient_spread,
     percentile_factor_error,
     summarise_by_drf,
 )
@@ -87,6 +88,33 @@ def test_the_90th_percentile_of_the_factor_error() -> None:
     assert "60% within x1.5. 90th percentile factor error 2.00." in text
 
 
+def test_the_patient_spread_sets_a_floor_and_can_be_taken_out() -> None:
+    # Phantom 1 drawn 10 % noisier reads as DRF x1.21, phantom 2 10 % quieter as /1.21; an
+    # estimate that follows the noise exactly is off by 1.21 on both and exact without it.
+    records = [
+        DrfRecord(1, 10.0, 12.1, 1.1),
+        DrfRecord(2, 10.0, 10.0 / 1.21, 1 / 1.1),
+        DrfRecord(3, 20.0, 40.0, 1.0),
+    ]
+    spread = patient_spread(records)
+    assert spread is not None and spread.n == 3
+    assert spread.floor_median_factor_error == pytest.approx(1.21)
+    assert spread.median_factor_error_without_spread == pytest.approx(1.0)
+    text = drf_markdown(
+        summarise_by_drf(records, TRAINING), overall_accuracy(records), "w", None, spread
+    )
+    assert "exact but for it would have a median factor error of 1.21 on these 3 cases" in text
+    assert "drawn spread taken out has 1.00." in text
+
+
+def test_no_floor_is_claimed_when_a_phantom_drew_no_spread() -> None:
+    assert patient_spread(RECORDS) is None
+    assert patient_spread([*RECORDS[:1], DrfRecord(5, 4.0, 4.0, 1.1)]) is None
+    assert "spread" not in drf_markdown(
+        summarise_by_drf(RECORDS, TRAINING), overall_accuracy(RECORDS), "w"
+    )
+
+
 def _tiny_weights(path: Path, calibrated: bool) -> Path:
     """A tiny network, with a DRF calibration fitted on three tiny phantoms when asked."""
     torch.manual_seed(0)
@@ -118,6 +146,7 @@ def test_cli_reports_drf_estimate_accuracy(tmp_path: Path) -> None:
     assert [(r["seed"], r["drf"]) for r in document["records"]] == [(91, 20.0), (91, 7.0)]
     assert [(s["drf"], s["training"]) for s in document["per_drf"]] == [(20.0, True), (7.0, False)]
     assert document["overall"]["n"] == 2
+    assert "patient_spread" not in document  # the tiny phantoms draw no patient spread
     assert all(r["estimate"] >= 1.0 for r in document["records"])
     estimates = {r["drf"]: r["estimate"] for r in document["records"]}
     assert estimates[20.0] > estimates[7.0]  # noisier input, larger estimate

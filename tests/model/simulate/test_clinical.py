@@ -8,11 +8,17 @@ import numpy as np
 import pytest
 
 from model.simulate import SimulatedStudy, simulate_study
-from model.simulate.acquisition import has_liver_pilot
+from model.simulate.acquisition import (
+    acquire_and_reconstruct,
+    drawn_patient_cov_factor,
+    has_liver_pilot,
+)
 from model.simulate.metrics import liver_mask, region_cov
 from model.simulate.scanner import (
     CLINICAL_PROFILES,
+    REFERENCE_WEIGHT_KG,
     draw_clinical_scanner,
+    draw_scanner,
     liver_cov_target,
 )
 from model.simulate.seeding import Purpose, rng_for
@@ -120,6 +126,25 @@ def test_noise_free_image_is_smoother_than_full_dose(clinical: SimulatedStudy) -
     body = clinical.organ_labels > 0
     ratio = clinical.noise_free_bqml[body].mean() / clinical.full_dose_bqml[body].mean()
     assert ratio == pytest.approx(1.0, abs=0.03)
+
+
+def test_the_drawn_patient_factor_is_the_one_the_count_level_was_set_with() -> None:
+    seed = _cheap_seed(900)
+    scanner = draw_clinical_scanner(rng_for(seed, Purpose.SCANNER))
+    phantom = make_phantom(seed, "clinical", "fdg", scanner, True)
+    recon = acquire_and_reconstruct(phantom, scanner, [4.0], seed, "clinical")
+    factor = drawn_patient_cov_factor(scanner, seed)
+    assert factor is not None and factor != 1.0
+    assert scanner.reference_liver_cov is not None
+    weight = phantom.tracer.patient_weight_kg
+    expected = scanner.reference_liver_cov * math.sqrt(weight / REFERENCE_WEIGHT_KG) * factor
+    assert recon.target_liver_cov == pytest.approx(expected, rel=1e-12)
+    assert drawn_patient_cov_factor(scanner, seed + 1) != factor
+
+
+def test_the_fixed_sizes_draw_no_patient_factor() -> None:
+    scanner = draw_scanner(rng_for(3, Purpose.SCANNER))
+    assert drawn_patient_cov_factor(scanner, 3) is None
 
 
 def test_section_without_liver_is_still_calibrated() -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "VOXEL_FEATURE_NAMES",
     "WEIGHT_FEATURE_NAMES",
     "DrfCalibration",
+    "erode_in_plane",
     "fit_drf_calibration",
     "noise_features",
 ]
@@ -102,30 +103,47 @@ def noise_features(
         raise ValueError("this DRF calibration reads the patient weight: none was given")
     volume = np.asarray(volume_bqml, dtype=np.float32)
     smooth = ndimage.uniform_filter(volume, (1, 7, 7))
-    body = ndimage.binary_erosion(smooth * suv_per_bqml > BODY_SUV_SMOOTH, np.ones((1, 7, 7)))
-    if not body.any():
+    body = np.flatnonzero(erode_in_plane(smooth * suv_per_bqml > BODY_SUV_SMOOTH, 7))
+    if body.size == 0:
         raise ValueError("no body voxels: cannot measure noise")
+    in_body = volume.ravel()[body]
+    smooth_in_body = smooth.ravel()[body]
     values: dict[str, float] = {"one": 1.0}
     for name, size in (
         ("log_rel_hp3", (1, 3, 3)),
         ("log_rel_hp5", (1, 5, 5)),
         ("log_rel_hpz", (3, 1, 1)),
     ):
-        high_pass = volume - ndimage.uniform_filter(volume, size)
-        relative = np.abs(high_pass[body]) / smooth[body]
+        high_pass = in_body - ndimage.uniform_filter(volume, size).ravel()[body]
+        relative = np.abs(high_pass) / smooth_in_body
         values[name] = math.log(float(np.median(relative)) + 1e-12)
-    values["log_mean_bqml"] = math.log(float(volume[body].mean(dtype=np.float64)))
+    values["log_mean_bqml"] = math.log(float(in_body.mean(dtype=np.float64)))
     values["log_rel_hp3_sq"] = values["log_rel_hp3"] ** 2
     if spacing_mm is not None:
         pixel_mm2 = spacing_mm[1] * spacing_mm[2]
         values["log_pixel_mm"] = 0.5 * math.log(pixel_mm2)
         values["log_slice_mm"] = math.log(spacing_mm[0])
-        per_slice = body.sum(axis=(1, 2))
+        per_slice = np.bincount(
+            body // (volume.shape[1] * volume.shape[2]), minlength=volume.shape[0]
+        )
         area_cm2 = float(np.median(per_slice[per_slice > 0])) * pixel_mm2 / 100.0
         values["log_body_area_cm2"] = math.log(area_cm2)
     if patient_weight_kg is not None and patient_weight_kg > 0:
         values["log_weight_kg"] = math.log(patient_weight_kg)
     return np.asarray([values[name] for name in names], dtype=np.float64)
+
+
+def erode_in_plane(mask: npt.NDArray[np.bool_], size: int) -> npt.NDArray[np.bool_]:
+    """``ndimage.binary_erosion(mask, np.ones((1, size, size)))``, outside counting as
+    background, as a separable minimum filter: the same mask, several times faster (the
+    erosion was over a third of the estimate's time on a 400x192x192 volume)."""
+    eroded: npt.NDArray[np.uint8] = ndimage.minimum_filter(
+        np.ascontiguousarray(mask, dtype=bool).view(np.uint8),
+        size=(1, size, size),
+        mode="constant",
+        cval=0,
+    )
+    return eroded.view(np.bool_)
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from model.drf_estimate import (
     VOXEL_FEATURE_NAMES,
     WEIGHT_FEATURE_NAMES,
     DrfCalibration,
+    erode_in_plane,
     fit_drf_calibration,
     noise_features,
 )
@@ -148,3 +150,13 @@ def test_weight_calibration_refuses_to_guess_without_a_weight() -> None:
         calibration.estimate(_volume(0, 4.0), SUV_PER_BQML, (4.0, 4.0, 4.0))
     with pytest.raises(ValueError, match="weight"):
         calibration.estimate(_volume(0, 4.0), SUV_PER_BQML, (4.0, 4.0, 4.0), 0.0)
+
+
+def test_the_fast_in_plane_erosion_is_the_binary_erosion() -> None:
+    rng = np.random.default_rng(3)
+    mask = ndimage.uniform_filter(rng.random((5, 40, 33)), (1, 5, 5)) > 0.48
+    mask[:, :, :4] = True  # touching the border: outside counts as background
+    expected = ndimage.binary_erosion(mask, np.ones((1, 7, 7)))
+    got = erode_in_plane(mask, 7)
+    assert expected.any() and not expected.all()
+    np.testing.assert_array_equal(got, expected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,10 @@ import pytest
 import torch
 
 from model import DenoisedVolume, load_denoiser
+from model.cpu_memory import keep_freed_memory
 from model.drf_estimate import DrfCalibration
 from model.errors import WeightsError
-from model.inference import blend_ramp, body_window, tile_starts
+from model.inference import CPU_BATCH_SLICES, blend_ramp, body_window, tile_starts
 from model.networks import NetworkConfig, UniPETNet, Variant
 from model.patches import slice_stack
 from model.weights_io import load_network, save_weights, sha256_file
@@ -87,6 +89,24 @@ def test_cpu_inference_in_channels_last_order_gives_the_plain_network_figures(
     got = denoiser.denoise(volume, 1e-4).volume_bqml
     assert np.abs(expected - volume).mean() > 100.0  # the network changes the image
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=0.5)
+
+
+def test_batches_of_any_size_give_the_same_volume(tmp_path: Path) -> None:
+    weights = _weights(tmp_path)
+    volume = _volume((7, 32, 40))
+    default = load_denoiser(weights, threads=1, device="cpu")
+    assert default.batch_slices == CPU_BATCH_SLICES
+    one = load_denoiser(weights, threads=1, device="cpu", batch_slices=1).denoise(volume, 1e-4)
+    got = default.denoise(volume, 1e-4)
+    assert np.abs(got.volume_bqml - volume).mean() > 100.0  # the network changes the image
+    np.testing.assert_allclose(got.volume_bqml, one.volume_bqml, rtol=1e-5, atol=0.05)
+
+
+def test_the_allocator_keeps_freed_memory_on_glibc() -> None:
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory()
 
 
 def test_units_follow_the_suv_factor(tmp_path: Path) -> None:

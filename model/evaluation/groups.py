@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from model.evaluation.lesion_tables import MeansRow, cell
+from model.evaluation.lesion_tables import MeansRow, cell, grid_lines
 from model.evaluation.tables import CaseRow, TableRow, mean_table
 
 __all__ = ["GROUP_FIGURES", "UNSEEN", "group_markdown", "group_tables", "row_groups"]
@@ -70,8 +70,7 @@ def group_markdown(groups: Mapping[str, Mapping[str, Sequence[MeansRow]]]) -> li
     lines = ["## By scanner", ""]
     for key, title, fmt in GROUP_FIGURES:
         head = ["group", "method", *(f"DRF {float(d):g}" for d in drfs)]
-        lines += [f"### {title}", "", "| " + " | ".join(head) + " |"]
-        lines.append("|" + "|".join("---" for _ in head) + "|")
+        rows = []
         for group, tables in groups.items():
             methods = list(dict.fromkeys(r.method for d in drfs for r in tables.get(d, ())))
             for method in methods:
@@ -79,6 +78,6 @@ def group_markdown(groups: Mapping[str, Mapping[str, Sequence[MeansRow]]]) -> li
                 for d in drfs:
                     row = next((r for r in tables.get(d, ()) if r.method == method), None)
                     cells.append(cell(row.means.get(key) if row else None, fmt))
-                lines.append(f"| {group} | {method} | " + " | ".join(cells) + " |")
-        lines.append("")
+                rows.append([group, method, *cells])
+        lines += [f"### {title}", "", *grid_lines(head, rows), ""]
     return lines

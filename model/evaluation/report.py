@@ -20,7 +20,7 @@ import numpy.typing as npt
 from model.evaluation.drf_accuracy import DrfRecord
 from model.evaluation.full_dose import full_dose_input, full_dose_markdown
 from model.evaluation.groups import group_markdown, group_tables
-from model.evaluation.lesion_tables import lesion_markdown
+from model.evaluation.lesion_tables import grid_lines, lesion_markdown
 from model.evaluation.tables import COLUMNS, CaseRow, TableRow, mean_table
 
 __all__ = [
@@ -52,15 +52,15 @@ def table_markdown(table: Sequence[TableRow], drf: float, seen: bool) -> str:
     """A markdown table of one DRF, headed by whether the DRF was used in training."""
     kind = "training DRF" if seen else "unseen DRF, held out of training"
     head = ["method", *(h for _, h, _ in COLUMNS), "s / volume"]
+    rows = (
+        [row.method, *(_cell(row.means[k], f) for k, _, f in COLUMNS), f"{row.seconds:.1f}"]
+        for row in table
+    )
     lines = [
         f"### DRF {drf:g} ({kind}), {table[0].n_phantoms if table else 0} test phantoms",
         "",
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join("---" for _ in head) + "|",
+        *grid_lines(head, rows),
     ]
-    for row in table:
-        cells = [_cell(row.means[k], f) for k, _, f in COLUMNS]
-        lines.append(f"| {row.method} | " + " | ".join(cells) + f" | {row.seconds:.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -24,7 +24,11 @@ Writes ``results.json``, ``results.md`` and ``mip_drf<DRF>.png`` (first test pha
 ``--out`` and prints the markdown tables: per-DRF figures, lesion tables (SUVpeak/SUVmax
 bias vs the noise-free reconstruction and the full dose, NEMA contrast recovery and
 background variability beside a Gaussian matched to UniPET's noise, false hot spots),
-tables by scanner group, the full-dose-in check at DRF 1 and the target checks. With
+tables by scanner group, the full-dose-in check at DRF 1 and the target checks.
+``results.json`` records what made each method's rows (weights hash, filter settings), so
+``--reuse EARLIER/results.json`` takes the rows of unchanged methods instead of running them
+again (``model.evaluation.reuse``): a release is scored network by network as its runs
+finish. With
 ``--drf-estimator WEIGHTS`` the calibrated DRF estimate of those weights is also scored on
 every low-dose test volume (``model.evaluation.drf_accuracy``): its table follows the method
 tables and is appended to ``results.md``, with the records in ``drf_estimate.json``.
@@ -56,7 +60,8 @@ from model.evaluation.methods import (
     parse_methods,
 )
 from model.evaluation.parallel import run_evaluation_parallel
-from model.evaluation.report import write_reports
+from model.evaluation.report import REFERENCE_NOTE, write_reports
+from model.evaluation.reuse import load_reusable, method_identities
 from model.evaluation.runner import EvalResult, Matched, load_drf_estimator, run_evaluation
 from model.evaluation.split import EvalSplit, resolve_splits
 from model.evaluation.targets import TargetCheck, TargetNames, check_targets, targets_markdown
@@ -142,6 +147,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--unipet-name", default="unipet", help="method name of UniPET (targets)")
     p.add_argument("--vanilla-name", default="vanilla", help="method name of vanilla (targets)")
+    p.add_argument(
+        "--reuse",
+        type=Path,
+        default=None,
+        metavar="RESULTS_JSON",
+        help="an earlier results.json: methods made the same way are taken from it, not run "
+        "again (model.evaluation.reuse)",
+    )
     return p
 
 
@@ -240,17 +253,23 @@ def _matched(names: Sequence[str] | None, methods: Sequence[Method], unipet: str
 
 def _run(
     args: argparse.Namespace, split: EvalSplit, drfs: Sequence[float]
-) -> tuple[EvalResult, bool]:
-    """The evaluation itself, in one process or spread over ``--jobs``; and whether the DRF
-    estimator carries a calibration.
+) -> tuple[EvalResult, bool, dict[str, str]]:
+    """The evaluation itself, in one process or spread over ``--jobs``; whether the DRF
+    estimator carries a calibration; and what made each method's rows.
 
     Raises:
-        ValueError: a test phantom was seen by a method, or a cached file lacks a DRF.
+        ValueError: a test phantom was seen by a method, a cached file lacks a DRF, or the
+            ``--reuse`` file cannot be reused.
         model.errors.ModelError: a network or estimator cannot be loaded.
     """
     methods = parse_methods(args.methods)
     size = args.size or split.size or "small"
     match = _matched(args.matched_gaussian, methods, args.unipet_name)
+    identities = method_identities(methods, match)
+    reuse = None
+    if args.reuse is not None:
+        reuse = load_reusable(args.reuse, identities, REFERENCE_NOTE)
+        print(f"reusing {len(reuse)} rows of {args.reuse}")
     estimator = None
     if args.drf_estimator is not None:
         estimator = load_drf_estimator(args.drf_estimator, args.threads)
@@ -269,10 +288,13 @@ def _run(
             args.drf_estimator if estimator is not None else None,
             args.threads,
             match,
+            reuse,
         )
-        return result, calibrated
-    result = run_evaluation(split, size, drfs, methods, args.out, args.n_test, estimator, match)
-    return result, calibrated
+        return result, calibrated, identities
+    result = run_evaluation(
+        split, size, drfs, methods, args.out, args.n_test, estimator, match, reuse
+    )
+    return result, calibrated, identities
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -284,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         split = resolve_splits(args.dataset, args.size, args.cached, args.split)
         drfs = _drfs(args.drfs, split)
         training_drfs = _training_drfs(args.training_drfs, args.methods)
-        result, calibrated = _run(args, split, drfs)
+        result, calibrated, identities = _run(args, split, drfs)
     except (ValueError, FileNotFoundError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -302,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         drfs,
         names,
         training_drfs,
-        {**meta, "datasets": list(args.dataset)},
+        {**meta, "datasets": list(args.dataset), "methods": identities},
         result.drf_records,
     )
     print(markdown)

@@ -68,6 +68,12 @@ class Method:
     for_drf: Callable[[float], DenoiseFn]
     train_seeds: frozenset[int] = field(default_factory=frozenset)
     network: bool = False
+    identity: str = ""  # what makes its rows: weights hash or filter settings (see reuse)
+
+    @property
+    def made_by(self) -> str:
+        """What produced this method's rows; two runs with the same one give the same rows."""
+        return self.identity or self.name
 
 
 def matched_name(network: str) -> str:
@@ -114,7 +120,13 @@ def network_method(name: str, weights_path: Path) -> Method:
     def run(volume: FloatVolume, spacing_mm: tuple[float, float, float], suv: float) -> FloatVolume:
         return denoiser.denoise(volume, suv, spacing_mm).volume_bqml
 
-    return Method(name, lambda drf: run, card_train_seeds(weights_path), network=True)
+    return Method(
+        name,
+        lambda drf: run,
+        card_train_seeds(weights_path),
+        network=True,
+        identity=f"network sha256:{denoiser.weights_sha256}",
+    )
 
 
 def card_train_seeds(weights_path: Path) -> frozenset[int]:
@@ -165,7 +177,8 @@ def parse_method(spec: str) -> Method:
         return Method(spec, lambda drf: bm4d_denoise)
     if spec not in builtin:
         raise ValueError(f"unknown method {spec!r}; expected one of {sorted(builtin)} or NAME=PATH")
-    return Method(spec, builtin[spec])
+    settings = {"gaussian": f"gaussian {GAUSSIAN_FWHM_MM:g} mm FWHM"}
+    return Method(spec, builtin[spec], identity=settings.get(spec, spec))
 
 
 def parse_methods(specs: Sequence[str]) -> list[Method]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from model.evaluation.methods import Method, parse_methods
+from model.evaluation.reuse import ReusedRows
 from model.evaluation.runner import (
     DrfEstimateFn,
     EvalResult,
@@ -40,11 +41,13 @@ class _WorkerSetup:
     drf_estimator: Path | None
     threads: int
     match: Matched
+    reuse: ReusedRows | None
 
 
 _worker_methods: list[Method] = []
 _worker_estimator: list[DrfEstimateFn | None] = [None]
 _worker_match: list[Matched] = [None]
+_worker_reuse: list[ReusedRows | None] = [None]
 
 
 def _init_worker(setup: _WorkerSetup) -> None:
@@ -52,6 +55,7 @@ def _init_worker(setup: _WorkerSetup) -> None:
     torch.set_num_threads(setup.threads)
     _worker_methods[:] = parse_methods(list(setup.method_specs))
     _worker_match[0] = setup.match
+    _worker_reuse[0] = setup.reuse
     if setup.drf_estimator is not None:
         _worker_estimator[0] = load_drf_estimator(setup.drf_estimator, setup.threads)
 
@@ -61,7 +65,14 @@ def _worker_phantom(
 ) -> EvalResult:
     """One phantom in a worker process, with the methods its initialiser loaded."""
     return evaluate_phantom(
-        phantom, first, drfs, _worker_methods, out, _worker_estimator[0], _worker_match[0]
+        phantom,
+        first,
+        drfs,
+        _worker_methods,
+        out,
+        _worker_estimator[0],
+        _worker_match[0],
+        _worker_reuse[0],
     )
 
 
@@ -76,6 +87,7 @@ def run_evaluation_parallel(
     drf_estimator: Path | None = None,
     threads: int = 1,
     match: Matched = None,
+    reuse: ReusedRows | None = None,
 ) -> EvalResult:
     """:func:`run_evaluation` with the test phantoms spread over ``jobs`` processes.
 
@@ -87,7 +99,7 @@ def run_evaluation_parallel(
     """
     check_split(split, parse_methods(list(method_specs)))
     phantoms = phantoms_to_score(split, size, n_test)
-    setup = _WorkerSetup(tuple(method_specs), drf_estimator, threads, match)
+    setup = _WorkerSetup(tuple(method_specs), drf_estimator, threads, match, reuse)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, context, initializer=_init_worker, initargs=(setup,)) as pool:
         futures = [

@@ -34,6 +34,7 @@ from model.evaluation.metrics import (
     score,
 )
 from model.evaluation.report import save_mip_figure
+from model.evaluation.reuse import ReusedRows
 from model.evaluation.split import EvalPhantom, EvalSplit, check_unseen
 from model.evaluation.tables import CaseRow
 from model.evaluation.tuning import VALIDATION_SEEDS
@@ -166,11 +167,20 @@ def _run_case(
     prepared: PreparedCase,
     origin: _Origin,
     match: Matched,
+    reuse: ReusedRows,
 ) -> tuple[list[CaseRow], list[tuple[str, FloatVolume]]]:
-    """Every method on one phantom at one DRF; returns the rows and the output volumes."""
+    """Every method on one phantom at one DRF; returns the rows and the output volumes.
+
+    A method with rows in ``reuse`` for this phantom and DRF is not run: its earlier rows are
+    taken, and it has no output volume.
+    """
     rows, outputs = [], []
     case = prepared.case
     for method in methods:
+        earlier = reuse.take(origin.dataset, origin.seed, drf, method.name)
+        if earlier:
+            rows += earlier
+            continue
         start = time.perf_counter()
         output = method.for_drf(drf)(low, case.spacing_mm, case.suv_per_bqml)
         seconds = time.perf_counter() - start
@@ -190,10 +200,11 @@ def evaluate_phantom(
     out: Path,
     estimate_drf: DrfEstimateFn | None = None,
     match: Matched = None,
+    reuse: ReusedRows | None = None,
 ) -> EvalResult:
     """Every method at every DRF on one test phantom, loaded once; ``first`` also writes the
-    MIP figures (one per DRF). Networks named in ``match`` (None: every network) get their
-    matched Gaussian."""
+    MIP figures (one per DRF) and so reuses nothing. Networks named in ``match`` (None: every
+    network) get their matched Gaussian. Rows in ``reuse`` are taken, not computed."""
     study = load_phantom(phantom, drfs)
     prepared = prepare_case(EvalCase.from_study(study))
     origin = _Origin(study.seed, phantom.dataset, study.scanner.name, phantom.held_out_scanner)
@@ -204,7 +215,8 @@ def evaluate_phantom(
     spread_factor = drawn_patient_cov_factor(study.scanner, study.seed)
     for drf in drfs:
         low = study.low_dose_bqml[drf]
-        case_rows, outputs = _run_case(low, drf, methods, prepared, origin, match)
+        taken = ReusedRows() if first or reuse is None else reuse
+        case_rows, outputs = _run_case(low, drf, methods, prepared, origin, match, taken)
         rows.extend(case_rows)
         if estimate_drf is not None:
             estimate = estimate_drf(
@@ -261,8 +273,10 @@ def run_evaluation(
     n_test: int | None = None,
     estimate_drf: DrfEstimateFn | None = None,
     match: Matched = None,
+    reuse: ReusedRows | None = None,
 ) -> EvalResult:
     """Evaluate ``methods`` on the test phantoms at every DRF; writes the MIPs of the first.
+    Rows in ``reuse`` are taken instead of computed (``model.evaluation.reuse``).
 
     ``estimate_drf``, when given, is applied to the same low-dose volumes the methods see, so
     each phantom is loaded once for both.
@@ -273,7 +287,7 @@ def run_evaluation(
     """
     check_split(split, methods)
     return merge_results(
-        evaluate_phantom(phantom, index == 0, drfs, methods, out, estimate_drf, match)
+        evaluate_phantom(phantom, index == 0, drfs, methods, out, estimate_drf, match, reuse)
         for index, phantom in enumerate(phantoms_to_score(split, size, n_test))
     )
 

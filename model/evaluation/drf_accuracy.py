@@ -161,7 +161,7 @@ def patient_spread(records: Sequence[DrfRecord]) -> PatientSpread | None:
 def spread_sentence(spread: PatientSpread) -> str:
     """One markdown sentence stating the floor and the error without the spread."""
     return (
-        "The simulation draws each patient's full-dose noise with a 10 % spread that no "
+        "The simulation draws each patient's full-dose liver CoV with a 10 % spread that no "
         "image statistic sees: an estimate exact but for it would have a median factor "
         f"error of {spread.floor_median_factor_error:.2f} on these {spread.n} cases; this "
         "estimate with the drawn spread taken out has "

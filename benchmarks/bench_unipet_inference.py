@@ -7,8 +7,9 @@ The targets: a 400x192x192 volume in under 20 s on 2 CPU threads (UniPET 1.1; 1.
 60 s), with a peak RSS under 3 GB; the report says PASS or MISS for each.
 Figures: the network size (parameters, checkpoint bytes, multiply-adds per voxel), seconds
 for the volume as the node's worker calls it (with the voxel size and a patient weight, so
-the calibrated DRF estimate runs too; its share is timed again on its own), and the peers measured in the same run on the same volume: 3D non-local
-means (the classical denoiser UniPET must beat, hence the ratio) and the Gaussian filter.
+the calibrated DRF estimate runs too; its share is timed again on its own), and the peers
+measured in the same run on the same volume: 3D non-local means (the classical denoiser
+UniPET must beat, hence the ratio) and the Gaussian filter.
 
 Weights: ``--weights``, else the newest shipped ``model/weights/unipet-*.safetensors``,
 else a freshly initialised network of the default architecture (speed does not depend on

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from highdicom.sr import CodedConcept
 from pydicom import config
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -107,6 +108,9 @@ _GENERAL_EQUIPMENT = (
 _EQUIPMENT_NOT_COPIED = frozenset(
     {*_GENERAL_EQUIPMENT, "GantryID", "UDISequence", "ManufacturerDeviceClassUID"}
 )
+_NOT_COPIED_ANYWHERE = _NOT_COPIED | _EQUIPMENT_NOT_COPIED
+# (implicit VR, little endian) of the derived files: Explicit VR Little Endian.
+_OUTPUT_ENCODING = (False, True)
 
 
 @dataclass(frozen=True)
@@ -214,18 +218,31 @@ def _referenced_series(source: Dataset) -> list[Dataset]:
 
 
 def _copy_source(source: Dataset) -> Dataset:
-    """Public, non-pixel attributes of the source; private tags dropped (not ours to vouch)."""
+    """Public, non-pixel attributes of the source; private tags dropped (not ours to vouch).
+
+    A source read as Explicit VR Little Endian (every transfer syntax but Implicit VR and
+    Big Endian) hands its still-undecoded elements over as they are, and the copy is marked
+    with the source's encoding, so ``dcmwrite`` writes their bytes unchanged instead of
+    decoding and re-encoding some fifty elements and their sequences per slice. Elements
+    stored as UN are decoded, so that the output names their dictionary VR.
+    """
     ds = Dataset()
-    for element in source:
-        if element.tag.is_private or element.keyword in _NOT_COPIED:
+    raw_ok = source.original_encoding == _OUTPUT_ENCODING
+    for tag in source.keys():
+        if tag.is_private or keyword_for_tag(tag) in _NOT_COPIED_ANYWHERE:
             continue
-        if element.keyword in _EQUIPMENT_NOT_COPIED:
+        element = source.get_item(tag) if raw_ok else source[tag]
+        if element.is_raw and element.VR not in (None, "UN"):
+            ds[tag] = element  # an immutable tuple of bytes: safe to share
             continue
+        element = source[tag]
         if element.VR == "SQ":
             ds.add(copy.deepcopy(element))
         else:  # a new element with a copy of its value: as safe as a deep copy, far cheaper
             value = copy.copy(element.value)
             ds.add(DataElement(element.tag, element.VR, value, validation_mode=config.IGNORE))
+    if raw_ok:
+        ds.set_original_encoding(*_OUTPUT_ENCODING, source.original_character_set)
     return ds
 
 

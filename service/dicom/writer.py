@@ -56,6 +56,7 @@ _MAX_STORED = np.iinfo(np.uint16).max
 _IS_MAX = 2**31 - 1
 _LO_MAX = 64
 FSYNC_THREADS = 4  # parallel fsyncs of one derived series
+PIXEL_DATA = 0x7FE00010
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,9 @@ def encode_slice(ds: Dataset, bqml: npt.NDArray[np.floating]) -> int:
     ds.PixelRepresentation = 0
     ds.RescaleIntercept = DS("0")
     ds.RescaleSlope = slope
-    ds.PixelData = stored.astype("<u2").tobytes()
+    # OW by name: 16-bit native pixels (PS3.5 8.2). The dictionary's "OB or OW" is resolved
+    # only for datasets that are re-encoded, and a derived header keeps its source's encoding.
+    ds.add_new(PIXEL_DATA, "OW", stored.astype("<u2").tobytes())
     return clipped
 
 

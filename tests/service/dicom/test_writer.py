@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from pet_samples import algorithm, dciodvfy_errors, make_study
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.filebase import DicomBytesIO
 from pydicom.sr.codedict import codes
+from pydicom.tag import Tag
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from service.dicom import pet
+from service.dicom import derived, pet
 from service.dicom.synthetic import write_simulated_study
 from service.dicom.volume import PetVolume, load_pet_volume
 from service.dicom.writer import DerivedSeries, DerivedSeriesOptions, write_derived_series
@@ -51,6 +57,7 @@ def test_pixels_round_trip_within_quantisation(source: PetVolume, written: Deriv
     assert np.all(error <= slopes * 0.5 * (1 + 1e-6))
     assert output.positions_mm == source.positions_mm
     assert output.spacing_mm == source.spacing_mm
+    assert {ds["PixelData"].VR for ds in output.datasets} == {"OW"}  # 16-bit native
 
 
 def test_suv_factor_is_the_same_before_and_after(source: PetVolume, written: DerivedSeries) -> None:
@@ -151,6 +158,59 @@ def test_rerun_replaces_the_same_series_and_refuses_another(
     with pytest.raises(FileExistsError, match="another series"):
         write_derived_series(source, _denoised(source), algorithm("ef" * 32), out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["series"]
+
+
+def _decoded(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """``ds`` with every element and nested item decoded, as code that read them leaves it."""
+    ds.walk(lambda _ds, _element: None)
+    return ds
+
+
+def _header_bytes(source: pydicom.Dataset) -> bytes:
+    context = derived.DerivationContext(
+        algorithm=algorithm(),
+        series_instance_uid=UID("1.2.826.0.1.3680043.8.498.1"),
+        series_number=1001,
+        series_description="PET [UniPET]",
+        derivation_code=codes.DCM.Smoothing,
+        derivation_description="Denoised",
+        source_series=[source],
+        now=datetime(2026, 1, 2, 3, 4, 5),
+    )
+    ds = derived.derived_header(source, UID("1.2.826.0.1.3680043.8.498.2"), context)
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    buffer = DicomBytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+def test_headers_copied_undecoded_are_the_headers_copied_decoded(
+    source_paths: list[Path], tmp_path: Path, syntax: UID
+) -> None:
+    """Undecoded source elements pass into the derived header as their bytes; the written
+    header must be the one that decoding and re-encoding every element writes."""
+    ds = pydicom.dcmread(source_paths[0])
+    # Study Description as a PACS that did not know it relays it: UN (pydicom's DataElement
+    # would take the dictionary VR, so the bytes are set as they arrive).
+    ds[0x00081030] = RawDataElement(Tag(0x00081030), "UN", 6, b"WB FDG", 0, False, True)
+    ds.ProcedureCodeSequence = [Dataset()]
+    ds.ProcedureCodeSequence[0].CodeValue = "PETWB"
+    ds.ProcedureCodeSequence[0].add_new(0x00091010, "LO", "vendor")
+    ds.add_new(0x00091010, "LO", "private")
+    path = tmp_path / "source.dcm"
+    ds.file_meta.TransferSyntaxUID = syntax
+    ds.save_as(path, enforce_file_format=True)
+    undecoded = pydicom.dcmread(path)
+    assert undecoded.get_item(0x00081030).VR == ("UN" if syntax == ExplicitVRLittleEndian else None)
+    written = _header_bytes(undecoded)
+    assert written == _header_bytes(_decoded(pydicom.dcmread(path)))
+    header = pydicom.dcmread(DicomBytesIO(written))
+    assert header["StudyDescription"].VR == "LO"
+    assert header.StudyDescription == "WB FDG"
+    assert header.ProcedureCodeSequence[0].CodeValue == "PETWB"
+    assert 0x00091010 not in header
 
 
 def test_sources_are_byte_identical_after_writing(source_paths: list[Path], tmp_path: Path) -> None:

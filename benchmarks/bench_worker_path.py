@@ -14,7 +14,8 @@ decoding every instance, inference, the quality report, writing and fsyncing the
 Each backend gets ``--repeats`` fresh copies of the series in one worker context: the first
 job also loads the weights (and starts CUDA), the rest are warm, as in a running worker.
 Printed per backend: cold seconds, the median warm seconds, and of those the inference
-seconds the job recorded and the rest. The peer measured in the same run is the Gaussian
+seconds the job recorded and the rest; then the job's own stages (read, inference, write,
+report) as it records them in ``unipet_denoise_stage_seconds``. The peer measured in the same run is the Gaussian
 post-filter backend through the same job: the node's floor for everything but the network.
 UniPET's target for the GPU worker is a warm whole series in under 5 s.
 """
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench_load import copies
+from prometheus_client import REGISTRY
 from pydicom import dcmread
 
 from service.config import NodeSettings, load_settings
@@ -49,12 +51,25 @@ from service.pipeline.worker_context import WorkerContext
 GPU_TARGET_S = 5.0
 
 
+STAGES = ("read", "inference", "write", "report")
+
+
 @dataclass(frozen=True)
 class JobTiming:
-    """One denoise job: its whole wall time and the inference part it recorded."""
+    """One denoise job: its whole wall time, the inference part it recorded and its stages."""
 
     seconds: float
     inference_seconds: float
+    stages: dict[str, float]
+
+
+def stage_sums() -> dict[str, float]:
+    """The sums of ``unipet_denoise_stage_seconds`` so far, by stage (this process)."""
+    sums = {}
+    for stage in STAGES:
+        value = REGISTRY.get_sample_value("unipet_denoise_stage_seconds_sum", {"stage": stage})
+        sums[stage] = value or 0.0
+    return sums
 
 
 def receive(settings: NodeSettings, spool: Spool, state: StateStore, folder: Path) -> str:
@@ -87,13 +102,14 @@ def run_backend(
     timings = []
     for folder in folders:
         uid = receive(settings, spool, state, folder)
-        started = time.perf_counter()
+        before, started = stage_sums(), time.perf_counter()
         outcome = jobs.denoise(ctx, uid)
         seconds = time.perf_counter() - started
+        stages = {stage: value - before[stage] for stage, value in stage_sums().items()}
         series = state.get(uid)
         if not outcome.done or series.state != SeriesState.WRITTEN:
             raise RuntimeError(f"{backend}: series is {series.state.value}: {outcome.detail}")
-        timings.append(JobTiming(seconds, series.inference_seconds or 0.0))
+        timings.append(JobTiming(seconds, series.inference_seconds or 0.0, stages))
     return timings
 
 
@@ -106,6 +122,10 @@ def report(backend: str, timings: list[JobTiming]) -> float:
         f"{backend:8s} cold {cold.seconds:6.2f} s | warm {whole:6.2f} s "
         f"= inference {inference:6.2f} s + rest {whole - inference:5.2f} s ({len(warm)} warm)"
     )
+    split = ", ".join(
+        f"{stage} {statistics.median(t.stages[stage] for t in warm):.2f} s" for stage in STAGES
+    )
+    print(f"{'':8s} stages (median warm): {split}")
     return whole
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "MULTIPROCESS_DIR",
     "associations_rejected_total",
     "dead_letter_series",
+    "denoise_stage_seconds",
     "end_to_end_seconds",
     "health_check_ok",
     "inference_seconds",
@@ -141,6 +142,12 @@ inference_seconds = Histogram(
     ["device"],
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
 )
+denoise_stage_seconds = Histogram(
+    "unipet_denoise_stage_seconds",
+    "Seconds of each stage of a denoise job: read, inference, write, report.",
+    ["stage"],
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+)
 series_processed_total = Counter(
     "unipet_series_processed_total",
     "Series that left processing, by outcome (written, failed, dead).",
@@ -201,6 +208,7 @@ _ALL_METRICS: tuple[Counter | Gauge | Histogram, ...] = (
     series_completion_wait_seconds,
     jobs_queued,
     inference_seconds,
+    denoise_stage_seconds,
     series_processed_total,
     send_attempts_total,
     dead_letter_series,

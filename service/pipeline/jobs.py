@@ -84,6 +84,30 @@ class LeaseHeartbeat:
         self._thread.join(timeout=10)
 
 
+class StageClock:
+    """Wall seconds of each stage of one denoise job, observed as each stage ends.
+
+    Stages (read, inference, write, report) go to ``unipet_denoise_stage_seconds`` and to
+    the job's log line, so an operator sees where a slow series spent its time: on a GPU
+    host the network is the smallest part.
+    """
+
+    def __init__(self) -> None:
+        self._mark = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def done(self, stage: str) -> None:
+        """End ``stage`` now; the next stage starts from here."""
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._mark
+        self._mark = now
+        metrics.denoise_stage_seconds.labels(stage=stage).observe(self.seconds[stage])
+
+    def log_fields(self) -> dict[str, float]:
+        """``<stage>_s`` fields for the job's log line, rounded to milliseconds."""
+        return {f"{stage}_s": round(value, 3) for stage, value in self.seconds.items()}
+
+
 def destinations_for(settings: NodeSettings, series: SeriesView) -> list[DestinationSettings]:
     """Configured destinations, or the sender's own AE from the AE table when none are set.
 
@@ -129,15 +153,18 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
     if claimed is None:
         current = ctx.state.get(series_uid).state
         return StepOutcome(series_uid, False, f"nothing to do: series is {current.value}")
+    stages = StageClock()
     with LeaseHeartbeat(ctx, series_uid, S.PROCESSING, PendingStep.DENOISE):
         instances = ctx.state.instances(series_uid)
         volume = load_pet_volume([ctx.spool.path_of(i.spool_key) for i in instances])
         first = volume.datasets[0]
+        stages.done("read")
         result = ctx.denoiser.denoise(
             volume.bqml, volume.spacing_mm, pet.suv_bw_factor(first), pet.patient_weight_kg(first)
         )
         metrics.inference_seconds.labels(device=result.device).observe(result.seconds)
         range_check = _range_check(ctx, series_uid, volume, result)
+        stages.done("inference")
         out_dir = ctx.spool.outgoing_dir(series_uid, result.algorithm.weights_sha256)
         derived = write_derived_series(
             volume,
@@ -151,7 +178,9 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
                 series_number_offset=ctx.settings.output.series_number_offset,
             ),
         )
+        stages.done("write")
         write_report(ctx, claimed, volume, result, derived)
+        stages.done("report")
     # The audit trail keeps the range note with the write it belongs to (the status page
     # reads it from the latest move to WRITTEN).
     written_reason = f"{len(derived.paths)} instances written by {result.algorithm.name}"
@@ -192,6 +221,7 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         instances=len(derived.paths),
         seconds=result.seconds,
         outside_trained_range=range_check.outside,
+        **stages.log_fields(),
     )
     return StepOutcome(series_uid, True, f"written {len(derived.paths)} instances")
 

@@ -21,6 +21,7 @@ PUBLISHED_METRICS = {
     "unipet_series_completion_wait_seconds": set(),
     "unipet_jobs_queued": set(),
     "unipet_inference_seconds": {"device"},
+    "unipet_denoise_stage_seconds": {"stage"},
     "unipet_series_processed_total": {"outcome"},
     "unipet_send_attempts_total": {"destination", "outcome"},
     "unipet_dead_letter_series": set(),
@@ -29,7 +30,7 @@ PUBLISHED_METRICS = {
     "unipet_end_to_end_seconds": set(),
 }
 #: Label names that can only hold configuration or closed sets, never patient data.
-ALLOWED_LABELS = {"calling_aet", "reason", "device", "outcome", "destination", "check"}
+ALLOWED_LABELS = {"calling_aet", "reason", "device", "outcome", "destination", "check", "stage"}
 
 
 def _families() -> dict[str, set[str]]:

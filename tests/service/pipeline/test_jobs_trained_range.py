@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import structlog
+from prometheus_client import REGISTRY
 from pydicom import dcmread
 from status_samples import complete_and_queue, receive_folder
 
@@ -34,6 +35,12 @@ from service.pipeline.worker_context import WorkerContext
 
 S = SeriesState
 OUTSIDE = "outside the trained range"
+STAGES = ("read", "inference", "write", "report")
+
+
+def _stage_seconds_sum(stage: str) -> float:
+    value = REGISTRY.get_sample_value("unipet_denoise_stage_seconds_sum", {"stage": stage})
+    return value or 0.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,7 @@ class Processed:
     series_uid: str
     derivation_description: str
     events: list[MutableMapping[str, Any]]
+    stage_seconds_added: dict[str, float]  # to each stage's metric sum by this one job
 
     def status_page(self) -> str:
         return render_status_page(self.settings, self.state, [])
@@ -81,8 +89,10 @@ def _process(tmp_path: Path, study_dir: Path, weights: Path | None) -> Iterator[
     try:
         uid = receive_folder(ctx.spool, ctx.state, study_dir / "drf20", "SCANNER1")
         complete_and_queue(ctx.state, uid, ctx.state.get(uid).received_instances)
+        before = {stage: _stage_seconds_sum(stage) for stage in STAGES}
         with structlog.testing.capture_logs() as events:
             assert jobs.denoise(ctx, uid).done
+        added = {stage: _stage_seconds_sum(stage) - before[stage] for stage in STAGES}
         written = ctx.state.get(uid)
         assert written.state is S.WRITTEN and written.output_key is not None
         derived = sorted(ctx.spool.path_of(written.output_key).glob("*.dcm"))
@@ -93,7 +103,7 @@ def _process(tmp_path: Path, study_dir: Path, weights: Path | None) -> Iterator[
         # Delivery moves on: the note must outlive the WRITTEN state.
         ctx.state.transition(uid, S.SENDING, "sending derived series", expect=[S.WRITTEN])
         ctx.state.transition(uid, S.DONE, "stored at pacs", expect=[S.SENDING])
-        yield Processed(settings, ctx.state, uid, descriptions.pop(), events)
+        yield Processed(settings, ctx.state, uid, descriptions.pop(), events, added)
     finally:
         ctx.state.close()
 
@@ -148,3 +158,12 @@ def test_a_series_inside_the_stated_ranges_is_not_marked(inside: Processed) -> N
     assert OUTSIDE not in inside.status_page()
     assert inside.report_summary()["trained_range"] == ""
     assert not [e for e in inside.events if e["event"] == "outside_trained_range"]
+
+
+def test_each_stage_of_the_job_is_timed_in_its_metric_and_log(inside: Processed) -> None:
+    [event] = [e for e in inside.events if e["event"] == "series_written"]
+    logged = {stage: event[f"{stage}_s"] for stage in STAGES}
+    assert all(seconds > 0 for seconds in logged.values()), logged
+    assert inside.stage_seconds_added == pytest.approx(logged, abs=1e-3)
+    # The network's own timer lies inside the inference stage.
+    assert event["seconds"] <= logged["inference"] + 1e-3

@@ -15,8 +15,9 @@ Each backend gets ``--repeats`` fresh copies of the series in one worker context
 job also loads the weights (and starts CUDA), the rest are warm, as in a running worker.
 Printed per backend: cold seconds, the median warm seconds, and of those the inference
 seconds the job recorded and the rest; then the job's own stages (read, inference, write,
-report) as it records them in ``unipet_denoise_stage_seconds``. The peer measured in the same run is the Gaussian
-post-filter backend through the same job: the node's floor for everything but the network.
+report) as it records them in ``unipet_denoise_stage_seconds``. The peer measured in the same
+run is the Gaussian post-filter backend through the same job: the node's floor for everything
+but the network.
 UniPET's target for the GPU worker is a warm whole series in under 5 s.
 """
 

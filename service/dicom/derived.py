@@ -228,7 +228,7 @@ def _copy_source(source: Dataset) -> Dataset:
     """
     ds = Dataset()
     raw_ok = source.original_encoding == _OUTPUT_ENCODING
-    for tag in source.keys():
+    for tag in source.keys():  # noqa: SIM118 (iterating a Dataset decodes every element)
         if tag.is_private or keyword_for_tag(tag) in _NOT_COPIED_ANYWHERE:
             continue
         element = source.get_item(tag) if raw_ok else source[tag]

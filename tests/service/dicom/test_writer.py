@@ -203,7 +203,8 @@ def test_headers_copied_undecoded_are_the_headers_copied_decoded(
     ds.file_meta.TransferSyntaxUID = syntax
     ds.save_as(path, enforce_file_format=True)
     undecoded = pydicom.dcmread(path)
-    assert undecoded.get_item(0x00081030).VR == ("UN" if syntax == ExplicitVRLittleEndian else None)
+    stored_vr = undecoded.get_item(0x00081030).VR
+    assert stored_vr == ("UN" if syntax == ExplicitVRLittleEndian else None)
     written = _header_bytes(undecoded)
     assert written == _header_bytes(_decoded(pydicom.dcmread(path)))
     header = pydicom.dcmread(DicomBytesIO(written))

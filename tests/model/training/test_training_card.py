@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from model.card import ModelCard, TrainedRanges, render_markdown
 from model.drf_estimate import DrfCalibration
@@ -94,6 +95,11 @@ def test_a_fine_tune_card_states_every_stage_it_was_built_on(tmp_path: Path) -> 
 
 def test_starting_weights_whose_card_names_other_bytes_bring_no_history(tmp_path: Path) -> None:
     first = _saved_run(tmp_path, "l1", 3600.0)
-    save_weights(_trainer(tmp_path / "other").net, first, "1.1.0")  # replaced after its run
+    card_sha256 = sha256_file(first)
+    other = _trainer(tmp_path / "other").net  # seeded alike: its bytes may equal the run's
+    with torch.no_grad():
+        next(other.parameters()).add_(1.0)
+    save_weights(other, first, "1.1.0")  # replaced after its run
+    assert sha256_file(first) != card_sha256
     assert earlier_stages(first) == ()
     assert earlier_stages(tmp_path / "no-card.safetensors") == ()

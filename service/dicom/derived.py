@@ -231,8 +231,8 @@ def _copy_source(source: Dataset) -> Dataset:
     for tag in source.keys():  # noqa: SIM118 (iterating a Dataset decodes every element)
         if tag.is_private or keyword_for_tag(tag) in _NOT_COPIED_ANYWHERE:
             continue
-        element = source.get_item(tag) if raw_ok else source[tag]
-        if element.is_raw and element.VR not in (None, "UN"):
+        element = source.get_item(tag)
+        if raw_ok and element.is_raw and element.VR not in (None, "UN"):
             ds[tag] = element  # an immutable tuple of bytes: safe to share
             continue
         element = source[tag]

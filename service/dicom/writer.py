@@ -56,7 +56,6 @@ _MAX_STORED = np.iinfo(np.uint16).max
 _IS_MAX = 2**31 - 1
 _LO_MAX = 64
 FSYNC_THREADS = 4  # parallel fsyncs of one derived series
-PIXEL_DATA = 0x7FE00010
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def encode_slice(ds: Dataset, bqml: npt.NDArray[np.floating]) -> int:
     ds.RescaleSlope = slope
     # OW by name: 16-bit native pixels (PS3.5 8.2). The dictionary's "OB or OW" is resolved
     # only for datasets that are re-encoded, and a derived header keeps its source's encoding.
-    ds.add_new(PIXEL_DATA, "OW", stored.astype("<u2").tobytes())
+    ds.add_new("PixelData", "OW", stored.astype("<u2").tobytes())
     return clipped
 
 

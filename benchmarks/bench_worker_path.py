@@ -35,9 +35,11 @@ from bench_load import copies
 from prometheus_client import REGISTRY
 from pydicom import dcmread
 
-from service.config import NodeSettings, load_settings
+from service.config import NodeSettings, PeerSettings, load_settings
+from service.dicom.sender import send_files
 from service.dicom.synthetic import write_simulated_study
-from service.ops.dcmtk import storescu
+from service.errors import NodeError
+from service.ops.dcmtk import dcmtk_binary, storescu
 from service.ops.demo import free_port
 from service.pipeline import jobs
 from service.pipeline.completeness import CompletenessWatcher
@@ -77,7 +79,7 @@ def receive(settings: NodeSettings, spool: Spool, state: StateStore, folder: Pat
     """Send ``folder`` to a listener and let completeness and dispatch queue it; its UID."""
     server = start_listener(settings, spool, state)
     try:
-        storescu(folder, settings.listener.port, settings.listener.ae_title, "BENCH")
+        send(settings, folder)
     finally:
         server.shutdown()
     uid = str(dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID)
@@ -87,6 +89,22 @@ def receive(settings: NodeSettings, spool: Spool, state: StateStore, folder: Pat
     if state.get(uid).state != SeriesState.QUEUED:
         raise RuntimeError(f"series {uid} is {state.get(uid).state.value}, not QUEUED")
     return uid
+
+
+def send(settings: NodeSettings, folder: Path) -> None:
+    """C-STORE ``folder`` to the node's listener as AE BENCH: with dcmtk's storescu, the
+    usual peer, or with the node's own sender where dcmtk is not installed (a GPU host
+    image often has no dcmtk; the job timed afterwards is the same)."""
+    try:
+        dcmtk_binary("storescu")
+    except NodeError:
+        peer = PeerSettings(
+            ae_title=settings.listener.ae_title, host="127.0.0.1", port=settings.listener.port
+        )
+        sender = settings.sender.model_copy(update={"ae_title": "BENCH"})
+        send_files(sorted(folder.glob("*.dcm")), peer, sender)
+        return
+    storescu(folder, settings.listener.port, settings.listener.ae_title, "BENCH")
 
 
 def run_backend(

@@ -51,9 +51,12 @@ BODY_WINDOW_MARGIN = 24
 #: Slices per forward pass when none is asked for. On CPU the feature maps of a couple of
 #: 192x192 slices stay in cache: on a 2-core EPYC a 400x192x192 volume took 14.0-14.7 s in
 #: batches of 2, 15.6-17.5 s in 4 and 17.1-17.8 s in 8 (back to back in one process; 16
-#: full-resolution channels of 8 slices are 19 MB per map). A GPU wants larger batches.
+#: full-resolution channels of 8 slices are 19 MB per map). A GPU wants larger batches: on
+#: an H200 the network took 0.53 s for that volume in batches of 8, 0.26 s in 16, 0.22 s in
+#: 32 and 0.24 s in 64 (benchmarks/bench_slices_per_pass.py); 32 slices of a 256x256 tile
+#: need well under 2 GB of feature maps, so smaller GPUs fit them too.
 CPU_BATCH_SLICES = 2
-GPU_BATCH_SLICES = 8
+GPU_BATCH_SLICES = 32
 
 FloatVolume = npt.NDArray[np.float32]
 

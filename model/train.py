@@ -50,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", type=Path, help="JSON file with TrainConfig fields")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument(
+        "--stop-after-seconds",
+        type=float,
+        default=None,
+        help="checkpoint and stop after this many seconds of this segment (resume continues)",
+    )
     add_config_flags(p)
     return p
 
@@ -71,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not config.dataset_dir:
         print("error: --dataset-dir is required")
         return 2
-    weights = train(config, resume, lambda line: print(line, flush=True))
+    stop_after_s = _parser().parse_args(argv).stop_after_seconds
+    weights = train(config, resume, lambda line: print(line, flush=True), stop_after_s)
+    if weights is None:
+        print(f"stopped: resume with --resume --out-dir {config.out_dir}")
+        return 0
     print(f"wrote {weights}")
     return 0
 

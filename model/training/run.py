@@ -94,14 +94,29 @@ def _state_copy(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
-def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path:
+def _elapsed(start: float) -> float:
+    """Seconds since ``start`` (a ``time.perf_counter`` reading)."""
+    return time.perf_counter() - start
+
+
+def train(
+    config: TrainConfig,
+    resume: bool,
+    log: Callable[[str], None],
+    stop_after_s: float | None = None,
+) -> Path | None:
     """Run (or resume) a whole training; returns the path of the exported weights.
 
     Writes ``config.json``, ``checkpoint.pt`` (every ``checkpoint_every`` steps and at the
     end), ``history.json``, the weights and their card skeleton into ``config.out_dir``.
     With validation on, the run stops when it has converged and exports the weights of its
     best validation; ``history.json`` then holds the validation records too.
+
+    ``stop_after_s`` time-boxes this segment (a lent machine's lease): once that many seconds
+    have passed since the call, the step just taken is checkpointed and None is returned, so
+    that ``resume`` continues exactly there, on this machine or another.
     """
+    called = time.perf_counter()  # the time box counts data loading too
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config.to_json_dict(), indent=1))
@@ -154,6 +169,10 @@ def train(config: TrainConfig, resume: bool, log: Callable[[str], None]) -> Path
             )
         if trainer.step_index % config.checkpoint_every == 0 or converged:
             save()
+        if not converged and stop_after_s is not None and _elapsed(called) >= stop_after_s:
+            save()
+            log(f"time box of {stop_after_s:.0f} s reached at step {trainer.step_index}")
+            return None
     save()
     if converged:
         log(f"converged at step {trainer.step_index}: best validation at {tracker.best_step}")

@@ -126,6 +126,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_validates_and_exports_its_best_weights(tmp_path: Path, dataset: Path) -> None:
     config = _config(tmp_path, dataset_dir=str(dataset), early_stop_min_delta=0.0)
     weights = train(config, resume=False, log=lambda line: None)
+    assert weights is not None  # no time box: the run ends exported
     history = json.loads((Path(config.out_dir) / "history.json").read_text())
     validations = [r for r in history if "val_l1" in r]
     assert [r["step"] for r in validations] == [2, 4, 6, 8, 10, 12]
@@ -190,6 +191,33 @@ def test_a_resumed_run_counts_the_time_of_every_segment(tmp_path: Path, dataset:
     state["train_seconds"] = 5000.0  # as if the first segment had trained for 5000 s
     torch.save(state, checkpoint_path)
     weights = train(config, resume=True, log=lambda line: None)
+    assert weights is not None  # no time box: the run ends exported
     card = json.loads(weights.with_suffix(".json").read_text())
     assert 5000.0 < card["training"]["wall_seconds"] < 5600.0
     assert card["training"]["steps_done"] == 12
+
+
+def test_a_time_boxed_segment_stops_at_a_checkpoint_that_resumes_exactly(
+    tmp_path: Path, dataset: Path
+) -> None:
+    config = _config(tmp_path / "whole", dataset_dir=str(dataset), early_stop_patience=0)
+    whole = train(config, resume=False, log=lambda line: None)
+    assert whole is not None
+
+    boxed = dataclasses.replace(config, out_dir=str(tmp_path / "boxed"))
+    log: list[str] = []
+    # a box of 0 s ends the segment after its first step, between two checkpoints
+    assert train(boxed, resume=False, log=log.append, stop_after_s=0.0) is None
+    assert any(line.startswith("time box of 0 s reached at step 1") for line in log)
+    assert not list(Path(boxed.out_dir).glob("*.safetensors"))  # nothing exported yet
+    state = torch.load(Path(boxed.out_dir) / "checkpoint.pt", weights_only=True)
+    assert state["step_index"] == 1
+
+    finished = train(boxed, resume=True, log=lambda line: None)
+    assert finished is not None
+    expected, _ = load_network(whole)
+    resumed, _ = load_network(finished)
+    for (name, a), (_, b) in zip(
+        expected.state_dict().items(), resumed.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name

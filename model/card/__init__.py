@@ -25,6 +25,7 @@ from model.card.schema import (
     Hardware,
     Iterations,
     ModelCard,
+    Segment,
     TrainingData,
     TrainingRecord,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Iterations",
     "MethodMeans",
     "ModelCard",
+    "Segment",
     "TrainedRanges",
     "TrainingData",
     "TrainingRecord",

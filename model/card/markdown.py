@@ -217,8 +217,21 @@ def _training(card: ModelCard) -> list[str]:
         f"- Wall time {seconds / 3600:.2f} h ({seconds:.0f} s)",
         f"- Hardware: {hardware.device} ({hardware.cpu}), "
         f"{hardware.threads} threads, torch {hardware.torch}",
+        *_segments(training),
         *_earlier_stages(training),
     ]
+
+
+def _segments(training: TrainingRecord) -> list[str]:
+    """Where the run's own steps ran, when it ran on more than one machine or resumed."""
+    if len(training.segments) < 2:
+        return []
+    parts = "; ".join(
+        f"steps {s.first_step}-{s.last_step} on {s.device} ({s.threads} threads, torch "
+        f"{s.torch}), {s.wall_seconds / 3600:.2f} h"
+        for s in training.segments
+    )
+    return [f"- Segments, oldest first: {parts}"]
 
 
 def _earlier_stages(training: TrainingRecord) -> list[str]:

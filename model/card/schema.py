@@ -31,6 +31,7 @@ __all__ = [
     "Hardware",
     "Iterations",
     "ModelCard",
+    "Segment",
     "TrainedRanges",
     "TrainingData",
     "TrainingRecord",
@@ -211,12 +212,55 @@ class EarlierStage:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One stretch of a run between a start or resume and its last checkpoint: where it ran.
+
+    A run resumed on other hardware (a lent GPU, then the CPU chains) has several; a run
+    resumed from a checkpoint older than this record starts with one on device
+    ``unrecorded``.
+    """
+
+    first_step: int
+    last_step: int
+    wall_seconds: float
+    device: str
+    threads: int
+    torch: str
+
+    def to_json(self) -> dict[str, object]:
+        """One entry of the card's ``training.segments``."""
+        return {
+            "first_step": self.first_step,
+            "last_step": self.last_step,
+            "wall_seconds": self.wall_seconds,
+            "device": self.device,
+            "threads": self.threads,
+            "torch": self.torch,
+        }
+
+    @classmethod
+    def from_json(cls, r: Reader) -> Segment:
+        """Read one segment (raises CardError on a missing or mistyped field)."""
+        segment = cls(
+            first_step=r.integer("first_step"),
+            last_step=r.integer("last_step"),
+            wall_seconds=r.number("wall_seconds"),
+            device=r.text("device"),
+            threads=r.integer("threads"),
+            torch=r.text("torch"),
+        )
+        r.done()
+        return segment
+
+
+@dataclass(frozen=True)
 class TrainingRecord:
     """How the network was trained: the whole config, steps, last losses and wall time.
 
     ``earlier_stages`` are the runs it started from, oldest first (from the card beside the
     starting weights), so a chained recipe states the steps and hours of every stage; left
-    out of the JSON when there are none.
+    out of the JSON when there are none. ``segments`` say where this run's own steps ran,
+    oldest first (left out when not recorded).
     """
 
     config: TrainConfig
@@ -227,6 +271,7 @@ class TrainingRecord:
     wall_seconds: float
     init_weights_sha256: str | None = None
     earlier_stages: tuple[EarlierStage, ...] = ()
+    segments: tuple[Segment, ...] = ()
 
     @property
     def total_steps(self) -> int:
@@ -250,6 +295,7 @@ class TrainingRecord:
             "wall_seconds": self.wall_seconds,
             "init_weights_sha256": self.init_weights_sha256,
             **({"earlier_stages": earlier} if earlier else {}),
+            **({"segments": [s.to_json() for s in self.segments]} if self.segments else {}),
         }
 
     @classmethod
@@ -269,6 +315,7 @@ class TrainingRecord:
             wall_seconds=r.number("wall_seconds"),
             init_weights_sha256=r.opt_text("init_weights_sha256"),
             earlier_stages=tuple(EarlierStage.from_json(e) for e in r.objs("earlier_stages")),
+            segments=tuple(Segment.from_json(e) for e in r.objs("segments")),
         )
         iterations.done()
         r.done()

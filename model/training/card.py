@@ -21,6 +21,7 @@ from model.card import (
     Hardware,
     Iterations,
     ModelCard,
+    Segment,
     TrainedRanges,
     TrainingData,
     TrainingRecord,
@@ -91,20 +92,28 @@ def earlier_stages(init_weights: Path) -> tuple[EarlierStage, ...]:
     if card.weights_sha256 != sha256_file(init_weights):
         return ()
     training = card.training
+    devices = sorted({segment.device for segment in training.segments})
     own = EarlierStage(
         weights_sha256=card.weights_sha256,
         steps_done=training.steps_done,
         wall_seconds=training.wall_seconds,
-        device=card.hardware.device,
+        # a run resumed on other hardware names each device (its card lists the segments)
+        device="+".join(devices) if len(devices) > 1 else card.hardware.device,
         threads=card.hardware.threads,
     )
     return (*training.earlier_stages, own)
 
 
 def training_card(
-    trainer: Trainer, sha256: str, seconds: float, calibration: DrfCalibration
+    trainer: Trainer,
+    sha256: str,
+    seconds: float,
+    calibration: DrfCalibration,
+    segments: tuple[Segment, ...] = (),
 ) -> ModelCard:
-    """The skeleton card of a finished run: provenance now, evaluation once packaged."""
+    """The skeleton card of a finished run: provenance now, evaluation once packaged.
+
+    ``hardware`` is the machine of the last segment; ``segments`` list every machine."""
     config = trainer.config
     main = _dataset_summary(Path(config.dataset_dir))
     return ModelCard(
@@ -134,6 +143,7 @@ def training_card(
                 sha256_file(Path(config.init_weights)) if config.init_weights else None
             ),
             earlier_stages=earlier_stages(Path(config.init_weights)) if config.init_weights else (),
+            segments=segments,
         ),
         hardware=Hardware(
             device=str(trainer.device),

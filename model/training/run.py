@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from model.card import Segment
+from model.card._json import Reader
 from model.drf_estimate import (
     FEATURE_NAMES,
     VOXEL_FEATURE_NAMES,
@@ -94,6 +96,28 @@ def _state_copy(net: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
+def _earlier_segments(
+    saved: dict[str, object], step: int, seconds: float
+) -> list[dict[str, object]]:
+    """The segments a checkpoint records; a checkpoint from before segments were recorded
+    gets one for all its steps, on device "unrecorded"."""
+    if "segments" in saved:
+        recorded: list[dict[str, object]] = json.loads(str(saved["segments"]))
+        return recorded
+    if step == 0:
+        return []
+    return [
+        {
+            "first_step": 0,
+            "last_step": step,
+            "wall_seconds": round(seconds, 1),
+            "device": "unrecorded",
+            "threads": 0,
+            "torch": "unrecorded",
+        }
+    ]
+
+
 def _elapsed(start: float) -> float:
     """Seconds since ``start`` (a ``time.perf_counter`` reading)."""
     return time.perf_counter() - start
@@ -129,19 +153,34 @@ def train(
     best_state: dict[str, torch.Tensor] | None = None
     checkpoint = out / "checkpoint.pt"
     earlier_seconds = 0.0  # training time of the segments before a resume
+    segments: list[dict[str, object]] = []  # where the steps before a resume ran
     if resume and checkpoint.is_file():
         saved = trainer.load_checkpoint(checkpoint)
         earlier_seconds = float(saved.get("train_seconds", 0.0))  # type: ignore[arg-type]
+        segments = _earlier_segments(saved, trainer.step_index, earlier_seconds)
         if "convergence" in saved:
             tracker.restore(json.loads(str(saved["convergence"])))
         if isinstance(saved.get("best_net"), dict):
             best_state = saved["best_net"]  # type: ignore[assignment]
         log(f"resumed at step {trainer.step_index}")
 
+    first_step = trainer.step_index
+
+    def this_segment() -> dict[str, object]:
+        return {
+            "first_step": first_step,
+            "last_step": trainer.step_index,
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "device": str(trainer.device),
+            "threads": config.threads,
+            "torch": torch.__version__,
+        }
+
     def save() -> None:
         extra: dict[str, object] = {
             "convergence": json.dumps(tracker.to_json()),
             "train_seconds": earlier_seconds + time.perf_counter() - start,
+            "segments": json.dumps([*segments, this_segment()]),
         }
         if best_state is not None:
             extra["best_net"] = best_state
@@ -186,6 +225,7 @@ def train(
         trainer.net, weights, config.version, {"drf_calibration": calibration.to_json()}
     )
     seconds = earlier_seconds + time.perf_counter() - start  # every segment of the run
-    card = training_card(trainer, sha256, seconds, calibration)
+    ran = tuple(Segment.from_json(Reader(d, "segment")) for d in [*segments, this_segment()])
+    card = training_card(trainer, sha256, seconds, calibration, ran)
     weights.with_suffix(".json").write_text(json.dumps(card.to_json(), indent=1))
     return weights

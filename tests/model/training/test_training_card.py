@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.card import ModelCard, TrainedRanges, render_markdown
+from model.card import ModelCard, Segment, TrainedRanges, render_markdown
 from model.drf_estimate import DrfCalibration
 from model.patches import PatchSampler, SuvStudy
 from model.training.card import earlier_stages, trained_ranges, training_card
@@ -63,7 +63,13 @@ def test_the_skeleton_card_carries_them_through_its_json(tmp_path: Path) -> None
     assert again.data.effective_ranges() == card.data.trained_ranges
 
 
-def _saved_run(tmp_path: Path, name: str, seconds: float, init: Path | None = None) -> Path:
+def _saved_run(
+    tmp_path: Path,
+    name: str,
+    seconds: float,
+    init: Path | None = None,
+    segments: tuple[Segment, ...] = (),
+) -> Path:
     """A finished run's weights with its card beside them, as ``model.train`` leaves them."""
     trainer = _trainer(tmp_path / name)
     if init is not None:
@@ -74,7 +80,7 @@ def _saved_run(tmp_path: Path, name: str, seconds: float, init: Path | None = No
     weights = tmp_path / f"{name}.safetensors"
     sha256 = save_weights(trainer.net, weights, "1.1.0")
     card = training_card(
-        trainer, sha256, seconds, DrfCalibration((2.0, 0.0, 0.0, 0.0, 8.0), 2, 1.0)
+        trainer, sha256, seconds, DrfCalibration((2.0, 0.0, 0.0, 0.0, 8.0), 2, 1.0), segments
     )
     weights.with_suffix(".json").write_text(card.to_text())
     return weights
@@ -91,6 +97,18 @@ def test_a_fine_tune_card_states_every_stage_it_was_built_on(tmp_path: Path) -> 
     assert (card.training.total_steps, card.training.total_seconds) == (70, 6300.0)
     text = render_markdown(card, third.name)
     assert "All stages together: 70 steps, 1.75 h" in text
+
+
+def test_a_stage_resumed_on_other_hardware_names_both_devices(tmp_path: Path) -> None:
+    segments = (
+        Segment(0, 30, 3000.0, "cpu", 1, "2.13.0+cpu"),
+        Segment(30, 40, 600.0, "cuda", 2, "2.11.0+cu130"),
+    )
+    first = _saved_run(tmp_path, "l1", 3600.0, segments=segments)
+    second = _saved_run(tmp_path, "lesion", 1800.0, init=first)
+    card = ModelCard.from_text(second.with_suffix(".json").read_text())
+    assert [s.device for s in card.training.earlier_stages] == ["cpu+cuda"]
+    assert card.hardware.device == "cpu"  # the fine-tune itself ran on the CPU
 
 
 def test_starting_weights_whose_card_names_other_bytes_bring_no_history(tmp_path: Path) -> None:

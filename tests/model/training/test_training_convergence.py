@@ -11,6 +11,7 @@ import pytest
 import torch
 from training_samples import small_config
 
+from model.card import ModelCard, render_markdown
 from model.networks import UniPETNet
 from model.patches import SuvStudy
 from model.simulate.dataset import build_dataset
@@ -215,9 +216,34 @@ def test_a_time_boxed_segment_stops_at_a_checkpoint_that_resumes_exactly(
 
     finished = train(boxed, resume=True, log=lambda line: None)
     assert finished is not None
+    card = json.loads(finished.with_suffix(".json").read_text())
+    segments = card["training"]["segments"]
+    assert [(s["first_step"], s["last_step"], s["device"]) for s in segments] == [
+        (0, 1, "cpu"),
+        (1, 12, "cpu"),
+    ]
+    text = render_markdown(ModelCard.from_text(json.dumps(card)), finished.name)
+    assert "Segments, oldest first: steps 0-1 on cpu" in text
     expected, _ = load_network(whole)
     resumed, _ = load_network(finished)
     for (name, a), (_, b) in zip(
         expected.state_dict().items(), resumed.state_dict().items(), strict=True
     ):
         assert torch.equal(a, b), name
+
+
+def test_a_checkpoint_from_before_segments_were_recorded_shows_its_steps_unrecorded(
+    tmp_path: Path, dataset: Path
+) -> None:
+    config = _config(tmp_path, dataset_dir=str(dataset), early_stop_patience=0)
+    train(dataclasses.replace(config, stage1_steps=4), resume=False, log=lambda line: None)
+    checkpoint_path = Path(config.out_dir) / "checkpoint.pt"
+    state = torch.load(checkpoint_path, weights_only=True)
+    del state["segments"]  # as written by the trainer before segments were recorded
+    torch.save(state, checkpoint_path)
+    weights = train(config, resume=True, log=lambda line: None)
+    assert weights is not None
+    card = json.loads(weights.with_suffix(".json").read_text())
+    first, second = card["training"]["segments"]
+    assert (first["first_step"], first["last_step"], first["device"]) == (0, 4, "unrecorded")
+    assert (second["first_step"], second["last_step"], second["device"]) == (4, 12, "cpu")

@@ -67,6 +67,16 @@ def test_passing_and_missing_targets() -> None:
     assert by_key[("|liver CoV ratio - 1| <= 0.15", 30.0)].value == pytest.approx(0.3)
 
 
+def test_psnr_at_the_full_dose_is_left_out_of_the_psnr_targets() -> None:
+    # A full-dose input is the reference itself: a near-identity network scores 75 dB there
+    tables = _tables()
+    tables["1"] = [_row("gaussian", 47.0), _row("vanilla", 62.0), _row("unipet", 75.0)]
+    checks = check_targets(tables, training_drfs=[1.0, 4.0, 100.0])
+    assert not [c for c in checks if c.drf == 1.0 and "PSNR" in c.check]
+    mean = next(c for c in checks if c.check.startswith("mean PSNR"))
+    assert (mean.value, mean.passed) == (pytest.approx(35.6), True)  # DRFs 4 and 30 only
+
+
 def test_absent_methods_and_null_figures_skip_their_checks() -> None:
     tables: Tables = {"4": [_row("unipet", 38.0, liver_cov_ratio=None, lesion_max_bias_pct=None)]}
     assert check_targets(tables, training_drfs=[4.0]) == []

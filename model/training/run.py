@@ -196,7 +196,8 @@ def train(
             log(f"step {trainer.step_index} {parts} ({time.perf_counter() - start:.0f} s)")
         if validation is not None and trainer.step_index % config.validate_every == 0:
             figures = validation.loss(trainer.net, trainer.device, config.lesion_loss_weight)
-            converged = tracker.update(trainer.step_index, figures[metric])
+            stalled = tracker.update(trainer.step_index, figures[metric])
+            converged = stalled and trainer.step_index >= config.early_stop_min_steps
             if tracker.is_best(trainer.step_index):
                 best_state = _state_copy(trainer.net)
             trainer.history.append({"step": float(trainer.step_index), **figures})

@@ -247,3 +247,17 @@ def test_a_checkpoint_from_before_segments_were_recorded_shows_its_steps_unrecor
     first, second = card["training"]["segments"]
     assert (first["first_step"], first["last_step"], first["device"]) == (0, 4, "unrecorded")
     assert (second["first_step"], second["last_step"], second["device"]) == (4, 12, "cpu")
+
+
+def test_no_early_stop_before_the_minimum_steps(tmp_path: Path, dataset: Path) -> None:
+    # min_delta 1.0: no validation after the first improves; patience 2 alone stops at 6
+    config = _config(
+        tmp_path,
+        dataset_dir=str(dataset),
+        early_stop_patience=2,
+        early_stop_min_delta=1.0,
+        early_stop_min_steps=10,
+    )
+    log: list[str] = []
+    train(config, resume=False, log=log.append)
+    assert any(line.startswith("converged at step 10") for line in log)

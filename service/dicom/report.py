@@ -1,8 +1,10 @@
 """Write the quality report of one derived series: SR, encapsulated PDF and a JSON digest.
 
-The numbers come from the derived series as written (reloaded from its files, so they
-describe exactly what is sent) and the received series. The folder is replaced as a whole
-(staging folder, then rename), so a sender or the status page never sees half a report.
+The numbers come from the received series and the derived series as stored: read back from
+its files, or, in a worker, computed as the writer stores them (``writer.stored_volume``)
+while the files are written, so they describe exactly what is sent either way. The folder is
+replaced as a whole (staging folder, then rename), so a sender or the status page never sees
+half a report.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import structlog
+from pydicom.dataset import Dataset
 
 from service.dicom.provenance import AlgorithmIdentity
 from service.dicom.quality import ModelCardFacts, QualityReport, assess_quality
@@ -29,10 +33,13 @@ from service.dicom.writer import save_instance
 __all__ = [
     "PDF_NAME",
     "SUMMARY_NAME",
+    "MeasuredSeries",
     "QualityReportFiles",
+    "measure_quality",
     "read_summary",
     "report_dicom_paths",
     "report_dir",
+    "write_measured_report",
     "write_quality_report",
 ]
 
@@ -88,6 +95,37 @@ def _replace(staging: Path, out_dir: Path) -> None:
     staging.rename(out_dir)
 
 
+def measure_quality(
+    received: PetVolume,
+    derived_bqml: npt.NDArray[np.floating],
+    *,
+    drf_estimate: float | None,
+    clipped_voxels: int,
+    card: ModelCardFacts | None,
+    change_limit_pct: float = 10.0,
+) -> QualityReport:
+    """The numbers of the report: ``assess_quality`` of the received series against the
+    derived series as stored (its files' Bq/ml, or ``writer.stored_volume`` of them).
+
+    NumPy and SciPy do the work with the interpreter lock released, so a worker measures in
+    a background thread while the same job encodes and writes the series.
+
+    Raises:
+        PetHeaderError: The received headers do not allow SUVbw.
+        ValueError: Received and derived series are not on one grid.
+    """
+    return assess_quality(
+        received.bqml,
+        derived_bqml,
+        received.datasets,
+        received.spacing_mm,
+        drf_estimate=drf_estimate,
+        card=card,
+        change_limit_pct=change_limit_pct,
+        clipped_voxels=clipped_voxels,
+    )
+
+
 def write_quality_report(
     received: PetVolume,
     derived_paths: tuple[Path, ...],
@@ -100,7 +138,7 @@ def write_quality_report(
     times: ReportTimes,
     change_limit_pct: float = 10.0,
 ) -> QualityReportFiles:
-    """Measure, draw and write the quality report of one derived series into ``out_dir``.
+    """Measure, draw and write the quality report of a derived series read from its files.
 
     Raises:
         PetHeaderError: The received headers do not allow SUVbw, or the derived files do
@@ -108,18 +146,46 @@ def write_quality_report(
         ValueError: Received and derived series are not on one grid.
     """
     derived = load_pet_volume(list(derived_paths))
-    report = assess_quality(
-        received.bqml,
+    report = measure_quality(
+        received,
         derived.bqml,
-        received.datasets,
-        received.spacing_mm,
         drf_estimate=drf_estimate,
+        clipped_voxels=clipped_voxels,
         card=card,
         change_limit_pct=change_limit_pct,
-        clipped_voxels=clipped_voxels,
     )
+    return write_measured_report(
+        report,
+        received,
+        MeasuredSeries(tuple(derived.datasets), derived.bqml),
+        algorithm,
+        out_dir,
+        card=card,
+        times=times,
+    )
+
+
+@dataclass(frozen=True)
+class MeasuredSeries:
+    """The derived series a report describes: headers in slice order, Bq/ml as stored."""
+
+    headers: tuple[Dataset, ...]
+    bqml: npt.NDArray[np.floating]
+
+
+def write_measured_report(
+    report: QualityReport,
+    received: PetVolume,
+    derived: MeasuredSeries,
+    algorithm: AlgorithmIdentity,
+    out_dir: Path,
+    *,
+    card: ModelCardFacts | None,
+    times: ReportTimes,
+) -> QualityReportFiles:
+    """Draw and write the SR, PDF and digest of a measured report into ``out_dir``."""
     target = ReportTarget(
-        derived_headers=tuple(derived.datasets),
+        derived_headers=derived.headers,
         received_headers=tuple(received.datasets),
         algorithm=algorithm,
         now=datetime.now(),
@@ -128,8 +194,8 @@ def write_quality_report(
     factor = report.suv_per_bqml
     pdf = render_quality_pdf(
         report,
-        np.asarray(received.bqml, dtype=np.float64) * factor,
-        np.asarray(derived.bqml, dtype=np.float64) * factor,
+        received.bqml * np.float32(factor),
+        derived.bqml * np.float32(factor),
         received.spacing_mm,
         target,
         times,

@@ -79,8 +79,8 @@ def _header(fig: Figure, target: ReportTarget, page: int) -> None:
 
 
 def _mips(
-    suv: npt.NDArray[np.float64], spacing_mm: Sequence[float]
-) -> tuple[tuple[npt.NDArray[np.float64], float], tuple[npt.NDArray[np.float64], float]]:
+    suv: npt.NDArray[np.floating], spacing_mm: Sequence[float]
+) -> tuple[tuple[npt.NDArray[np.floating], float], tuple[npt.NDArray[np.floating], float]]:
     """Coronal (max over rows, y) and sagittal (max over columns, x) MIPs with aspect."""
     dz, dy, dx = spacing_mm
     coronal = suv.max(axis=1)
@@ -90,8 +90,8 @@ def _mips(
 
 def _draw_mips(
     fig: Figure,
-    before: npt.NDArray[np.float64],
-    after: npt.NDArray[np.float64],
+    before: npt.NDArray[np.floating],
+    after: npt.NDArray[np.floating],
     spacing_mm: Sequence[float],
     reference_mean: float,
 ) -> None:
@@ -222,8 +222,8 @@ def _key_numbers(fig: Figure, report: QualityReport) -> None:
 
 def _page_one(
     report: QualityReport,
-    before: npt.NDArray[np.float64],
-    after: npt.NDArray[np.float64],
+    before: npt.NDArray[np.floating],
+    after: npt.NDArray[np.floating],
     spacing_mm: Sequence[float],
     target: ReportTarget,
 ) -> Figure:
@@ -325,8 +325,8 @@ def _page_two(
 
 def render_quality_pdf(
     report: QualityReport,
-    received_suv: npt.NDArray[np.float64],
-    derived_suv: npt.NDArray[np.float64],
+    received_suv: npt.NDArray[np.floating],
+    derived_suv: npt.NDArray[np.floating],
     spacing_mm: Sequence[float],
     target: ReportTarget,
     times: ReportTimes,

@@ -43,7 +43,9 @@ __all__ = [
     "DerivedSeries",
     "DerivedSeriesOptions",
     "encode_slice",
+    "quantize_volume",
     "save_instance",
+    "stored_volume",
     "write_derived_series",
 ]
 
@@ -80,22 +82,53 @@ class DerivedSeriesOptions:
 
 @dataclass(frozen=True)
 class DerivedSeries:
-    """What was written: UIDs in slice order (feet to head) and the files."""
+    """What was written: UIDs in slice order (feet to head), the files, and the headers as
+    written (the quality report's evidence, without reading the files back)."""
 
     series_instance_uid: UID
     sop_instance_uids: tuple[UID, ...]
     paths: tuple[Path, ...]
     directory: Path
+    headers: tuple[Dataset, ...] = ()
 
 
-def encode_slice(ds: Dataset, bqml: npt.NDArray[np.floating]) -> int:
-    """Store one slice of Bq/ml as unsigned 16-bit integers with its own RescaleSlope.
+def quantize_volume(
+    bqml: npt.NDArray[np.floating],
+) -> tuple[npt.NDArray[np.uint16], tuple[DSfloat, ...]]:
+    """The unsigned 16-bit stored values and the RescaleSlope of each slice (axis 0) of Bq/ml.
 
     PET rescale intercept must be 0 (PS3.3 C.8.9.4.1.3) and activity is non-negative, so
     unsigned integers use the full 16 bits: slope = slice maximum / 65535, quantisation error
     at most half a slope (7.6e-6 of the slice maximum). The slope is rounded to a valid DS
     first and the integers computed from that rounded value, so stored x slope is what was
     meant. Negative values (possible after denoising) are clipped to 0.
+    """
+    values = np.clip(np.asarray(bqml, dtype=np.float64), 0.0, None)
+    peaks = values.reshape(values.shape[0], -1).max(axis=1) if values.size else np.zeros(0)
+    slopes = tuple(
+        DSfloat(float(peak) / _MAX_STORED if peak > 0.0 else 1.0, auto_format=True)
+        for peak in peaks
+    )
+    divisors = np.asarray([float(slope) for slope in slopes], dtype=np.float64)
+    divisors = divisors.reshape((-1,) + (1,) * (values.ndim - 1))
+    stored = np.clip(np.rint(values / divisors), 0, _MAX_STORED).astype(np.uint16)
+    return stored, slopes
+
+
+def stored_volume(bqml: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    """The Bq/ml a reader of the written series gets back (``load_pet_volume``), computed
+    without the files: each slice quantised as ``encode_slice`` stores it, times its slope.
+
+    Lets the quality report measure exactly what is sent while the series is being written.
+    """
+    stored, slopes = quantize_volume(bqml)
+    scale = np.asarray([float(slope) for slope in slopes], dtype=np.float64)
+    return (stored * scale.reshape(-1, 1, 1)).astype(np.float32)
+
+
+def encode_slice(ds: Dataset, bqml: npt.NDArray[np.floating]) -> int:
+    """Store one slice of Bq/ml as unsigned 16-bit integers with its own RescaleSlope
+    (``quantize_volume``).
 
     Returns:
         How many voxels were negative and clipped.
@@ -107,12 +140,8 @@ def encode_slice(ds: Dataset, bqml: npt.NDArray[np.floating]) -> int:
         raise ValueError(f"a slice must be 2-D, got shape {bqml.shape}")
     if not np.all(np.isfinite(bqml)):
         raise ValueError("slice holds NaN or infinite values")
-    values = np.asarray(bqml, dtype=np.float64)
-    clipped = int(np.count_nonzero(values < 0.0))
-    values = np.clip(values, 0.0, None)
-    peak = float(values.max()) if values.size else 0.0
-    slope = DSfloat(peak / _MAX_STORED if peak > 0.0 else 1.0, auto_format=True)
-    stored = np.clip(np.rint(values / float(slope)), 0, _MAX_STORED).astype(np.uint16)
+    clipped = int(np.count_nonzero(np.asarray(bqml) < 0.0))
+    [stored], [slope] = quantize_volume(bqml[np.newaxis])
     # Image Pixel (PS3.3 C.7.6.3) as constrained by PET Image (C.8.9.4)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -252,6 +281,7 @@ def write_derived_series(
     try:
         sop_uids: list[UID] = []
         names: list[str] = []
+        headers: list[Dataset] = []
         flushed: list[Future[None]] = []
         for index, source_ds in enumerate(source.datasets):
             sop_uid = derived_uid(
@@ -266,6 +296,8 @@ def write_derived_series(
             ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
             _write_instance(ds, staging / f"{sop_uid}.dcm")
             flushed.append(fsyncs.submit(fsync_path, staging / f"{sop_uid}.dcm"))
+            del ds.PixelData  # the header is kept; the pixels are on disk
+            headers.append(ds)
             sop_uids.append(sop_uid)
             names.append(f"{sop_uid}.dcm")
         for flush in flushed:
@@ -287,4 +319,5 @@ def write_derived_series(
         sop_instance_uids=tuple(sop_uids),
         paths=tuple(out_dir / name for name in names),
         directory=out_dir,
+        headers=tuple(headers),
     )

@@ -26,7 +26,7 @@ from service.errors import InvalidTransitionError, PermanentSendError, SendError
 from service.pipeline.deliveries import DeliveryState
 from service.pipeline.inference import DenoiseResult
 from service.pipeline.records import DerivedOutput, SeriesUpdate, SeriesView
-from service.pipeline.reporting import report_paths_for, write_report
+from service.pipeline.reporting import finish_report, report_paths_for, start_report
 from service.pipeline.states import PendingStep, SeriesState
 from service.pipeline.worker_context import WorkerContext
 
@@ -89,7 +89,9 @@ class StageClock:
 
     Stages (read, inference, write, report) go to ``unipet_denoise_stage_seconds`` and to
     the job's log line, so an operator sees where a slow series spent its time: on a GPU
-    host the network is the smallest part.
+    host the network is the smallest part. The report's numbers are measured during the
+    write (``reporting.start_report``); its stage is what is left after the write: waiting
+    for them, then the SR and PDF.
     """
 
     def __init__(self) -> None:
@@ -166,6 +168,7 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
         range_check = _range_check(ctx, series_uid, volume, result)
         stages.done("inference")
         out_dir = ctx.spool.outgoing_dir(series_uid, result.algorithm.weights_sha256)
+        report = start_report(ctx, claimed, volume, result)
         derived = write_derived_series(
             volume,
             result.volume_bqml,
@@ -179,7 +182,8 @@ def denoise(ctx: WorkerContext, series_uid: str) -> StepOutcome:
             ),
         )
         stages.done("write")
-        write_report(ctx, claimed, volume, result, derived)
+        if report is not None:
+            finish_report(ctx, report, derived)
         stages.done("report")
     # The audit trail keeps the range note with the write it belongs to (the status page
     # reads it from the latest move to WRITTEN).

@@ -20,7 +20,12 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from service.dicom import derived, pet
 from service.dicom.synthetic import write_simulated_study
 from service.dicom.volume import PetVolume, load_pet_volume
-from service.dicom.writer import DerivedSeries, DerivedSeriesOptions, write_derived_series
+from service.dicom.writer import (
+    DerivedSeries,
+    DerivedSeriesOptions,
+    stored_volume,
+    write_derived_series,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +63,30 @@ def test_pixels_round_trip_within_quantisation(source: PetVolume, written: Deriv
     assert output.positions_mm == source.positions_mm
     assert output.spacing_mm == source.spacing_mm
     assert {ds["PixelData"].VR for ds in output.datasets} == {"OW"}  # 16-bit native
+
+
+def test_stored_volume_is_what_a_reader_of_the_files_gets(
+    source: PetVolume, tmp_path: Path
+) -> None:
+    """The quality report measures ``stored_volume`` while the files are written: it must be
+    the files' Bq/ml to the bit, clipped negatives and an empty slice included."""
+    denoised = _denoised(source)
+    denoised[0, :2, :2] = -3.0
+    denoised[1] = 0.0
+    series = write_derived_series(source, denoised, algorithm(), tmp_path / "stored")
+    from_files = load_pet_volume(list(series.paths)).bqml
+    assert from_files.dtype == stored_volume(denoised).dtype
+    assert np.array_equal(stored_volume(denoised), from_files)
+    assert not np.array_equal(stored_volume(denoised), denoised)  # it is quantised
+
+
+def test_headers_as_written_come_back_without_pixels(written: DerivedSeries) -> None:
+    on_disk = _read_all(written)
+    assert [h.SOPInstanceUID for h in written.headers] == [d.SOPInstanceUID for d in on_disk]
+    assert all("PixelData" not in h for h in written.headers)
+    for header, stored in zip(written.headers, on_disk, strict=True):
+        assert str(header.RescaleSlope) == str(stored.RescaleSlope)
+        assert header.SeriesInstanceUID == stored.SeriesInstanceUID
 
 
 def test_suv_factor_is_the_same_before_and_after(source: PetVolume, written: DerivedSeries) -> None:

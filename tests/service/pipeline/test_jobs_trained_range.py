@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from pet_samples import algorithm
 from prometheus_client import REGISTRY
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from status_samples import complete_and_queue, receive_folder
 
 from model.card import ModelCard, TrainedRanges
 from service.config import NodeSettings, load_settings
-from service.dicom.report import read_summary, report_dir
+from service.dicom.report import read_summary, report_dir, write_quality_report
+from service.dicom.report_identity import ReportTimes
+from service.dicom.volume import load_pet_volume
 from service.ops.operator import status_report
 from service.ops.status_page import render_status_page
 from service.pipeline import jobs
@@ -167,3 +171,46 @@ def test_each_stage_of_the_job_is_timed_in_its_metric_and_log(inside: Processed)
     assert inside.stage_seconds_added == pytest.approx(logged, abs=1e-3)
     # The network's own timer lies inside the inference stage.
     assert event["seconds"] <= logged["inference"] + 1e-3
+
+
+def _measured_values(sr: Dataset) -> list[str]:
+    """Every numeric value of an SR's content tree, in document order."""
+    values: list[str] = []
+
+    def walk(items: Sequence[Dataset]) -> None:
+        for item in items:
+            values.extend(str(v.NumericValue) for v in item.get("MeasuredValueSequence", []))
+            walk(item.get("ContentSequence", []))
+
+    walk(sr.ContentSequence)
+    return values
+
+
+def test_the_jobs_report_measures_the_files_it_wrote(inside: Processed, tmp_path: Path) -> None:
+    """The job measures while it writes (from the values it stores): its SR must hold the
+    numbers a report made afterwards from the written files holds."""
+    series = inside.state.get(inside.series_uid)
+    assert series.output_key is not None
+    spool = Spool(inside.settings.spool.path)
+    received = load_pet_volume(
+        [spool.path_of(i.spool_key) for i in inside.state.instances(series.series_instance_uid)]
+    )
+    series_dir = spool.path_of(series.output_key)
+    [job_sr] = [
+        ds
+        for ds in (dcmread(p) for p in sorted(report_dir(series_dir).glob("*.dcm")))
+        if ds.Modality == "SR"
+    ]
+    from_files = write_quality_report(
+        received,
+        tuple(sorted(series_dir.glob("*.dcm"))),
+        algorithm(),
+        tmp_path / "from-files",
+        drf_estimate=series.drf_estimate,
+        clipped_voxels=int(str(inside.report_summary()["clipped_voxels"])),
+        card=None,
+        times=ReportTimes(None, None, None, None),
+    )
+    numbers = _measured_values(job_sr)
+    assert len(numbers) >= 4  # reference region before/after, at least one focus
+    assert numbers == _measured_values(dcmread(from_files.sr_path))

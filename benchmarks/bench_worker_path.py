@@ -45,6 +45,7 @@ from service.pipeline import jobs
 from service.pipeline.completeness import CompletenessWatcher
 from service.pipeline.dispatch import Dispatcher
 from service.pipeline.inference import simulate_study
+from service.pipeline.jobs import DENOISE_STAGES
 from service.pipeline.listener import start_listener
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
@@ -52,9 +53,6 @@ from service.pipeline.store import StateStore
 from service.pipeline.worker_context import WorkerContext
 
 GPU_TARGET_S = 5.0
-
-
-STAGES = ("read", "inference", "write", "report")
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ class JobTiming:
 def stage_sums() -> dict[str, float]:
     """The sums of ``unipet_denoise_stage_seconds`` so far, by stage (this process)."""
     sums = {}
-    for stage in STAGES:
+    for stage in DENOISE_STAGES:
         value = REGISTRY.get_sample_value("unipet_denoise_stage_seconds_sum", {"stage": stage})
         sums[stage] = value or 0.0
     return sums
@@ -142,7 +140,8 @@ def report(backend: str, timings: list[JobTiming]) -> float:
         f"= inference {inference:6.2f} s + rest {whole - inference:5.2f} s ({len(warm)} warm)"
     )
     split = ", ".join(
-        f"{stage} {statistics.median(t.stages[stage] for t in warm):.2f} s" for stage in STAGES
+        f"{stage} {statistics.median(t.stages[stage] for t in warm):.2f} s"
+        for stage in DENOISE_STAGES
     )
     print(f"{'':8s} stages (median warm): {split}")
     return whole

@@ -66,19 +66,22 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
     Raises:
         ValueError: the JSON file has an unknown or mistyped field.
     """
-    args = _parser().parse_args(argv)
+    return _config_of(_parser().parse_args(argv))
+
+
+def _config_of(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     flags = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
     return load_config(args.config, flags), bool(args.resume)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints progress lines and the exported weights path."""
-    config, resume = config_from_args(argv)
+    args = _parser().parse_args(argv)
+    config, resume = _config_of(args)
     if not config.dataset_dir:
         print("error: --dataset-dir is required")
         return 2
-    stop_after_s = _parser().parse_args(argv).stop_after_seconds
-    weights = train(config, resume, lambda line: print(line, flush=True), stop_after_s)
+    weights = train(config, resume, lambda line: print(line, flush=True), args.stop_after_seconds)
     if weights is None:
         print(f"stopped: resume with --resume --out-dir {config.out_dir}")
         return 0

@@ -21,7 +21,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from service.dicom.provenance import PROJECT_MANUFACTURER, AlgorithmIdentity, node_version
 
@@ -29,6 +29,7 @@ __all__ = [
     "ACQUISITION_EQUIPMENT",
     "IMAGE_TYPE_DERIVED",
     "NODE_MODEL_NAME",
+    "OUTPUT_TRANSFER_SYNTAX",
     "PROCESSING_ALGORITHM",
     "SOURCE_IMAGE_PURPOSE",
     "DerivationContext",
@@ -109,8 +110,9 @@ _EQUIPMENT_NOT_COPIED = frozenset(
     {*_GENERAL_EQUIPMENT, "GantryID", "UDISequence", "ManufacturerDeviceClassUID"}
 )
 _NOT_COPIED_ANYWHERE = _NOT_COPIED | _EQUIPMENT_NOT_COPIED
-# (implicit VR, little endian) of the derived files: Explicit VR Little Endian.
-_OUTPUT_ENCODING = (False, True)
+#: Transfer syntax of the derived files, and its (implicit VR, little endian) encoding.
+OUTPUT_TRANSFER_SYNTAX = ExplicitVRLittleEndian
+_OUTPUT_ENCODING = (OUTPUT_TRANSFER_SYNTAX.is_implicit_VR, OUTPUT_TRANSFER_SYNTAX.is_little_endian)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filewriter import dcmwrite
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import UID
 from pydicom.valuerep import DS, DSfloat
 
 from service.dicom import derived
@@ -293,7 +293,7 @@ def write_derived_series(
             ds = derived.derived_header(source_ds, sop_uid, context)
             encode_slice(ds, denoised_bqml[index])
             ds.file_meta = FileMetaDataset()
-            ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.file_meta.TransferSyntaxUID = derived.OUTPUT_TRANSFER_SYNTAX
             _write_instance(ds, staging / f"{sop_uid}.dcm")
             flushed.append(fsyncs.submit(fsync_path, staging / f"{sop_uid}.dcm"))
             del ds.PixelData  # the header is kept; the pixels are on disk

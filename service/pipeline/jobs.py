@@ -84,10 +84,14 @@ class LeaseHeartbeat:
         self._thread.join(timeout=10)
 
 
+#: The stages of a denoise job, in order, as ``StageClock`` records them.
+DENOISE_STAGES = ("read", "inference", "write", "report")
+
+
 class StageClock:
     """Wall seconds of each stage of one denoise job, observed as each stage ends.
 
-    Stages (read, inference, write, report) go to ``unipet_denoise_stage_seconds`` and to
+    Stages (``DENOISE_STAGES``) go to ``unipet_denoise_stage_seconds`` and to
     the job's log line, so an operator sees where a slow series spent its time: on a GPU
     host the network is the smallest part. The report's numbers are measured during the
     write (``reporting.start_report``); its stage is what is left after the write: waiting

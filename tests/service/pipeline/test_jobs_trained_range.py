@@ -32,6 +32,7 @@ from service.ops.operator import status_report
 from service.ops.status_page import render_status_page
 from service.pipeline import jobs
 from service.pipeline.inference import shipped_weights
+from service.pipeline.jobs import DENOISE_STAGES
 from service.pipeline.spool import Spool
 from service.pipeline.states import SeriesState
 from service.pipeline.store import StateStore
@@ -39,7 +40,6 @@ from service.pipeline.worker_context import WorkerContext
 
 S = SeriesState
 OUTSIDE = "outside the trained range"
-STAGES = ("read", "inference", "write", "report")
 
 
 def _stage_seconds_sum(stage: str) -> float:
@@ -93,10 +93,10 @@ def _process(tmp_path: Path, study_dir: Path, weights: Path | None) -> Iterator[
     try:
         uid = receive_folder(ctx.spool, ctx.state, study_dir / "drf20", "SCANNER1")
         complete_and_queue(ctx.state, uid, ctx.state.get(uid).received_instances)
-        before = {stage: _stage_seconds_sum(stage) for stage in STAGES}
+        before = {stage: _stage_seconds_sum(stage) for stage in DENOISE_STAGES}
         with structlog.testing.capture_logs() as events:
             assert jobs.denoise(ctx, uid).done
-        added = {stage: _stage_seconds_sum(stage) - before[stage] for stage in STAGES}
+        added = {stage: _stage_seconds_sum(stage) - before[stage] for stage in DENOISE_STAGES}
         written = ctx.state.get(uid)
         assert written.state is S.WRITTEN and written.output_key is not None
         derived = sorted(ctx.spool.path_of(written.output_key).glob("*.dcm"))
@@ -166,7 +166,7 @@ def test_a_series_inside_the_stated_ranges_is_not_marked(inside: Processed) -> N
 
 def test_each_stage_of_the_job_is_timed_in_its_metric_and_log(inside: Processed) -> None:
     [event] = [e for e in inside.events if e["event"] == "series_written"]
-    logged = {stage: event[f"{stage}_s"] for stage in STAGES}
+    logged = {stage: event[f"{stage}_s"] for stage in DENOISE_STAGES}
     assert all(seconds > 0 for seconds in logged.values()), logged
     assert inside.stage_seconds_added == pytest.approx(logged, abs=1e-3)
     # The network's own timer lies inside the inference stage.

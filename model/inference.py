@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,9 @@ class Denoiser:
         batch_slices: slices denoised per forward pass; None: ``CPU_BATCH_SLICES`` on CPU,
             ``GPU_BATCH_SLICES`` on a GPU.
         crop_to_body: denoise only the in-plane box holding the body (``body_window``).
+        estimate_alongside: make the DRF estimate (SciPy work on the CPU, which releases the
+            interpreter lock) in a thread while the network runs; None: on a GPU, where the
+            two overlap, not on CPU, where they would share the same cores.
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class Denoiser:
         tile_overlap: int = 32,
         batch_slices: int | None = None,
         crop_to_body: bool = True,
+        estimate_alongside: bool | None = None,
     ) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
@@ -154,6 +159,9 @@ class Denoiser:
         self.tile_overlap = tile_overlap
         self.batch_slices = batch_slices
         self.crop_to_body = crop_to_body
+        self.estimate_alongside = (
+            self.device.type != "cpu" if estimate_alongside is None else estimate_alongside
+        )
 
     @property
     def network(self) -> UniPETNet:
@@ -181,12 +189,18 @@ class Denoiser:
             raise ValueError(f"suv_per_bqml must be positive and finite, got {suv_per_bqml}")
         start = time.perf_counter()
         suv = volume_bqml.astype(np.float32) * np.float32(suv_per_bqml)
-        denoised_suv = self.denoise_suv(suv)
+        estimate_args = (volume_bqml, suv_per_bqml, spacing_mm, patient_weight_kg)
+        if self.estimate_alongside:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="drf-estimate") as pool:
+                estimating = pool.submit(self.estimate_drf, *estimate_args)
+                denoised_suv = self.denoise_suv(suv)
+                drf_estimate = estimating.result()
+        else:
+            denoised_suv = self.denoise_suv(suv)
+            drf_estimate = self.estimate_drf(*estimate_args)
         return DenoisedVolume(
             volume_bqml=denoised_suv / np.float32(suv_per_bqml),
-            drf_estimate=self.estimate_drf(
-                volume_bqml, suv_per_bqml, spacing_mm, patient_weight_kg
-            ),
+            drf_estimate=drf_estimate,
             seconds=time.perf_counter() - start,
             device=str(self.device),
             version=self.version,
@@ -307,6 +321,7 @@ def load_denoiser(
     tile_overlap: int = 32,
     batch_slices: int | None = None,
     crop_to_body: bool = True,
+    estimate_alongside: bool | None = None,
 ) -> Denoiser:
     """Load a trained network from a safetensors file (once per process); see :class:`Denoiser`.
 
@@ -322,4 +337,5 @@ def load_denoiser(
         tile_overlap=tile_overlap,
         batch_slices=batch_slices,
         crop_to_body=crop_to_body,
+        estimate_alongside=estimate_alongside,
     )

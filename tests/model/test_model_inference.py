@@ -133,6 +133,19 @@ def test_drf_estimate_is_the_calibrated_statistic(tmp_path: Path) -> None:
     assert result.drf_estimate == pytest.approx(CALIBRATION.estimate(volume, 1e-4))
 
 
+def test_the_estimate_made_alongside_the_network_is_the_same(tmp_path: Path) -> None:
+    """On a GPU the DRF estimate runs in a thread while the network runs; forced on CPU
+    here, it must give the same estimate and the same volume as one after the other."""
+    weights, volume = _weights(tmp_path), _volume()
+    assert not load_denoiser(weights, device="cpu").estimate_alongside  # CPU default
+    one_after_other = load_denoiser(weights, threads=1, device="cpu").denoise(volume, 1e-4)
+    alongside = load_denoiser(weights, threads=1, device="cpu", estimate_alongside=True)
+    result = alongside.denoise(volume, 1e-4)
+    assert result.drf_estimate is not None
+    assert result.drf_estimate == one_after_other.drf_estimate
+    assert np.array_equal(result.volume_bqml, one_after_other.volume_bqml)
+
+
 def test_no_calibration_gives_no_drf_estimate(tmp_path: Path) -> None:
     denoiser = load_denoiser(_weights(tmp_path, calibrated=False), threads=1)
     assert denoiser.denoise(_volume((2, 16, 16)), 1e-4).drf_estimate is None

@@ -58,6 +58,7 @@ _MAX_STORED = np.iinfo(np.uint16).max
 _IS_MAX = 2**31 - 1
 _LO_MAX = 64
 FSYNC_THREADS = 4  # parallel fsyncs of one derived series
+_QUANTISE_SLAB = 8  # slices quantised at once by stored_volume: cache-sized, bounded memory
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,8 @@ def quantize_volume(
         for peak in peaks
     )
     divisors = np.asarray([float(slope) for slope in slopes], dtype=np.float64)
-    divisors = divisors.reshape((-1,) + (1,) * (values.ndim - 1))
-    stored = np.clip(np.rint(values / divisors), 0, _MAX_STORED).astype(np.uint16)
+    values /= divisors.reshape((-1,) + (1,) * (values.ndim - 1))  # in place: one volume
+    stored = np.clip(np.rint(values, out=values), 0, _MAX_STORED).astype(np.uint16)
     return stored, slopes
 
 
@@ -121,9 +122,13 @@ def stored_volume(bqml: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
 
     Lets the quality report measure exactly what is sent while the series is being written.
     """
-    stored, slopes = quantize_volume(bqml)
-    scale = np.asarray([float(slope) for slope in slopes], dtype=np.float64)
-    return (stored * scale.reshape(-1, 1, 1)).astype(np.float32)
+    volume = np.empty(bqml.shape, dtype=np.float32)
+    for first in range(0, bqml.shape[0], _QUANTISE_SLAB):
+        slab = slice(first, first + _QUANTISE_SLAB)
+        stored, slopes = quantize_volume(bqml[slab])
+        scale = np.asarray([float(slope) for slope in slopes], dtype=np.float64)
+        volume[slab] = stored * scale.reshape(-1, 1, 1)
+    return volume
 
 
 def encode_slice(ds: Dataset, bqml: npt.NDArray[np.floating]) -> int:

@@ -78,6 +78,10 @@ def test_stored_volume_is_what_a_reader_of_the_files_gets(
     assert from_files.dtype == stored_volume(denoised).dtype
     assert np.array_equal(stored_volume(denoised), from_files)
     assert not np.array_equal(stored_volume(denoised), denoised)  # it is quantised
+    # A long volume goes in slabs: each slice as if it were quantised alone.
+    tall = np.random.default_rng(3).gamma(2.0, 500.0, size=(70, 6, 5)).astype(np.float32)
+    one_by_one = np.concatenate([stored_volume(tall[k : k + 1]) for k in range(len(tall))])
+    assert np.array_equal(stored_volume(tall), one_by_one)
 
 
 def test_headers_as_written_come_back_without_pixels(written: DerivedSeries) -> None:

@@ -144,7 +144,8 @@ inference_seconds = Histogram(
 )
 denoise_stage_seconds = Histogram(
     "unipet_denoise_stage_seconds",
-    "Seconds of each stage of a denoise job: read, inference, write, report.",
+    "Seconds of each stage of a denoise job: read, inference, write (the report is measured "
+    "meanwhile), report (SR and PDF after the write).",
     ["stage"],
     buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
 )

@@ -47,7 +47,7 @@ class ReportInProgress:
 
     Measuring is NumPy and SciPy work, which runs with the interpreter lock released, while
     encoding and writing the series is Python work that holds it: started before the write,
-    the measurement costs the job little more than the write alone (``docs/architecture.md``,
+    the measurement costs the job little more than the write alone (``docs/deployment.md``,
     "Time per series").
     """
 

@@ -33,7 +33,7 @@ from pydicom.uid import (
 from service.dicom import pet
 from service.dicom.synthetic import write_simulated_study
 from service.dicom.volume import load_pet_volume
-from service.dicom.writer import write_derived_series
+from service.dicom.writer import stored_volume, write_derived_series
 from service.errors import PetHeaderError, PixelDecodeError
 
 
@@ -48,6 +48,9 @@ def output_suv(folder: Path, out: Path) -> tuple[np.ndarray, list[Path]]:
     """SUV volume read back from the derived series written from ``folder``."""
     volume = load_pet_volume(sorted(folder.glob("*.dcm")))
     derived = write_derived_series(volume, volume.bqml, algorithm(), out)
+    # What the quality report measures while the files are written: the files' values, for
+    # every vendor habit and transfer syntax the input came in.
+    assert np.array_equal(stored_volume(volume.bqml), load_pet_volume(list(derived.paths)).bqml)
     slices = [dcmread(path) for path in derived.paths]
     suv = np.stack([d.pixel_array * float(d.RescaleSlope) * pet.suv_bw_factor(d) for d in slices])
     return suv, list(derived.paths)

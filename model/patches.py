@@ -91,16 +91,24 @@ def load_split(dataset_dir: Path, split: str, drfs: Sequence[float]) -> list[Suv
     return studies
 
 
-def slice_stack(volume: FloatArray, centres: npt.NDArray[np.int64], context: int) -> FloatArray:
-    """Stacks of ``context`` slices around each centre, (len(centres), context, y, x).
+def slice_stack(
+    volume: FloatArray,
+    centres: npt.NDArray[np.int64],
+    context: int,
+    window: tuple[slice, slice] = (slice(None), slice(None)),
+) -> FloatArray:
+    """Stacks of ``context`` slices around each centre, (len(centres), context, y, x), cut
+    to the in-plane ``window`` (whole slices by default).
 
     Slices beyond the first or last are the edge slice repeated, so the top and bottom of a
-    volume are denoised with the same network as the middle.
+    volume are denoised with the same network as the middle. The window is applied while
+    indexing, so a training patch copies its own voxels only, not five whole slices (on a
+    440x440 matrix that was most of a batch's time).
     """
     half = context // 2
     offsets = np.arange(-half, half + 1)
     index = np.clip(centres[:, None] + offsets[None, :], 0, volume.shape[0] - 1)
-    stacks: FloatArray = volume[index]
+    stacks: FloatArray = volume[index, window[0], window[1]]
     return stacks
 
 
@@ -161,7 +169,7 @@ class PatchSampler:
             z, y, x = np.unravel_index(self._centre(rng, k), study.full_dose_suv.shape)
             y0 = int(np.clip(y - self.patch // 2, 0, study.full_dose_suv.shape[1] - self.patch))
             x0 = int(np.clip(x - self.patch // 2, 0, study.full_dose_suv.shape[2] - self.patch))
-            window = (slice(None), slice(y0, y0 + self.patch), slice(x0, x0 + self.patch))
+            window = (slice(y0, y0 + self.patch), slice(x0, x0 + self.patch))
             centre = np.array([z], dtype=np.int64)
             labels = study.lesion_labels
             mask = (
@@ -170,8 +178,8 @@ class PatchSampler:
                 else np.zeros((self.patch, self.patch), dtype=bool)
             )
             pair = [
-                slice_stack(study.low_dose_suv[drf], centre, self.context)[0][window],
-                slice_stack(study.full_dose_suv, centre, self.context)[0][window],
+                slice_stack(study.low_dose_suv[drf], centre, self.context, window)[0],
+                slice_stack(study.full_dose_suv, centre, self.context, window)[0],
                 mask[None],
             ]
             flips = rng.integers(2, size=3)

@@ -56,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="checkpoint and stop after this many seconds of this segment (resume continues)",
     )
+    p.add_argument(
+        "--batch-scale",
+        type=int,
+        default=1,
+        help="train with this many times the batch, in as many times fewer steps, learning "
+        "rates times its square root (a GPU's recipe; the config saved holds the result)",
+    )
     add_config_flags(p)
     return p
 
@@ -71,7 +78,8 @@ def config_from_args(argv: Sequence[str] | None) -> tuple[TrainConfig, bool]:
 
 def _config_of(args: argparse.Namespace) -> tuple[TrainConfig, bool]:
     flags = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
-    return load_config(args.config, flags), bool(args.resume)
+    config = load_config(args.config, flags).with_batch_scale(args.batch_scale)
+    return config, bool(args.resume)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -234,9 +234,17 @@ class Trainer:
         # On CPU first: the generator states must stay CPU tensors; modules and optimisers
         # copy their tensors to their own device as they load.
         state = torch.load(path, map_location="cpu", weights_only=True)
-        saved = TrainConfig.from_json_dict(json.loads(state["config"])).network()
+        saved_config = TrainConfig.from_json_dict(json.loads(state["config"]))
+        saved = saved_config.network()
         if saved != self.config.network():
             raise ValueError(f"checkpoint {path} is of another architecture: {saved}")
+        if saved_config.batch_size != self.config.batch_size:
+            # A step means another number of samples: the schedule and the exact resume
+            # would silently become another recipe (a GPU run resumed without --batch-scale).
+            raise ValueError(
+                f"checkpoint {path} was trained with batches of {saved_config.batch_size}, "
+                f"not {self.config.batch_size}: resume it with the same --batch-scale"
+            )
         self.net.load_state_dict(state["net"])
         self.critic.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])

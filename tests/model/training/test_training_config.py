@@ -11,7 +11,8 @@ import pytest
 from model.train import config_from_args, main
 from model.training.config import TrainConfig, load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[3] / "model" / "configs").glob("*.json"))
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "model" / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.json"))
 
 
 def test_json_integers_become_floats_where_a_float_is_due() -> None:
@@ -70,3 +71,30 @@ def test_help_names_a_flag_for_every_config_field(capsys: pytest.CaptureFixture[
 def test_boolean_flags_switch_both_ways() -> None:
     on, _ = config_from_args(["--sample-by-volume", "--no-demodulate"])
     assert (on.sample_by_volume, on.demodulate) == (True, False)
+
+
+def test_batch_scale_keeps_the_recipe_in_samples() -> None:
+    shipped = load_config(
+        CONFIG_DIR / "unipet_1.1.json", {"early_stop_patience": 8, "early_stop_min_steps": 40_000}
+    )
+    scaled = shipped.with_batch_scale(8)
+    assert scaled.batch_size == 64
+    assert (scaled.stage1_steps, scaled.validate_every, scaled.early_stop_min_steps) == (
+        10_000,
+        125,
+        5_000,
+    )
+    assert scaled.stage1_steps * scaled.batch_size == shipped.stage1_steps * shipped.batch_size
+    assert scaled.stage2_steps == 0  # a stage that is off stays off
+    assert scaled.early_stop_patience == shipped.early_stop_patience  # counted in validations
+    assert scaled.lr_generator == pytest.approx(shipped.lr_generator * 8**0.5)
+    assert shipped.with_batch_scale(1) == shipped
+    with pytest.raises(ValueError):
+        shipped.with_batch_scale(0)
+
+
+def test_batch_scale_applies_after_the_flags() -> None:
+    shipped = str(CONFIG_DIR / "unipet_1.1.json")
+    flags = ["--config", shipped, "--stage1-steps", "10000", "--batch-scale", "8"]
+    config, _ = config_from_args(flags)
+    assert (config.batch_size, config.stage1_steps) == (64, 1250)

@@ -49,6 +49,14 @@ def test_slice_stack_repeats_edge_slices() -> None:
     assert stacks[:, :, 0, 0].tolist() == [[0, 0, 0, 1, 2], [1, 2, 3, 3, 3]]
 
 
+def test_a_windowed_stack_is_the_window_of_the_whole_stack() -> None:
+    volume = np.random.default_rng(0).random((6, 30, 40), dtype=np.float32)
+    centres = np.array([0, 2, 5])
+    window = (slice(3, 19), slice(20, 36))
+    whole = slice_stack(volume, centres, 5)
+    assert np.array_equal(slice_stack(volume, centres, 5, window), whole[:, :, 3:19, 20:36])
+
+
 def test_sampler_is_deterministic_per_generator_state() -> None:
     sampler = PatchSampler([_study(0)], DRFS, 5, 24)
     first = sampler.sample(np.random.default_rng(7), 3)
@@ -111,6 +119,13 @@ def test_train_exports_weights_and_model_card(tmp_path: Path) -> None:
     assert calibration.n_volumes == 4
     assert card["drf_calibration"]["coefficients"] == list(calibration.coefficients)
     assert not any(key.startswith("critic") for key in net.state_dict())
+
+
+def test_resume_refuses_another_batch_size(tmp_path: Path) -> None:
+    _trainer(_config(tmp_path)).save_checkpoint(tmp_path / "ckpt.pt")
+    scaled = _trainer(_config(tmp_path).with_batch_scale(8))
+    with pytest.raises(ValueError, match="same --batch-scale"):
+        scaled.load_checkpoint(tmp_path / "ckpt.pt")
 
 
 def test_resume_refuses_another_architecture(tmp_path: Path) -> None:

@@ -163,6 +163,19 @@ def web(config: ConfigOption = None) -> None:
         server.stop()
 
 
+#: Sizes of a simulated study (``model.simulate``): the fixed grids, or a clinical profile's.
+SIZES = ("tiny", "small", "full", "clinical")
+SIZE_HELP = (
+    "tiny, small or full (fixed grids of 12, 5 and 3.6 mm pixels), or clinical: a clinical "
+    "scanner profile's own grid and full-dose count level, what UniPET 1.1 is trained on."
+)
+
+
+def _check_size(size: str) -> None:
+    if size not in SIZES:
+        raise typer.BadParameter(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option("--out", help="Output folder (full/ and drf<k>/).")],
@@ -170,15 +183,14 @@ def simulate(
         list[float] | None, typer.Option("--drf", help="Dose reduction factor(s).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Phantom seed.")] = 1,
-    size: Annotated[str, typer.Option(help="tiny, small or full.")] = "small",
+    size: Annotated[str, typer.Option(help=SIZE_HELP)] = "small",
     tracer: Annotated[str, typer.Option(help="fdg, psma or dotatate.")] = "fdg",
 ) -> None:
     """Write one simulated PET study at full dose and at each DRF as DICOM."""
     from service.dicom.synthetic import write_simulated_study
     from service.pipeline.inference import simulate_study
 
-    if size not in {"tiny", "small", "full"}:
-        raise typer.BadParameter(f"size must be tiny, small or full, got {size!r}")
+    _check_size(size)
     drfs = drf or [20.0]
     with console.status(f"simulating {size} phantom seed {seed}, DRF {drfs} ..."):
         study = simulate_study(seed=seed, drfs=drfs, size=size, tracer=tracer)  # type: ignore[arg-type]
@@ -320,7 +332,7 @@ def selftest(
 
 @app.command()
 def demo(
-    size: Annotated[str, typer.Option(help="tiny, small or full.")] = "small",
+    size: Annotated[str, typer.Option(help=SIZE_HELP)] = "clinical",
     drf: Annotated[float, typer.Option(help="Dose reduction factor of the sent series.")] = 20.0,
     workdir: Annotated[Path | None, typer.Option(help="Keep everything here.")] = None,
     timeout_s: Annotated[float, typer.Option(min=10)] = 900.0,
@@ -336,6 +348,7 @@ def demo(
     ] = "uncompressed",
 ) -> None:
     """Start a node and a demo PACS, send a simulated low-dose study, show what came back."""
+    _check_size(size)
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="unipet-demo-"))).resolve()
     _use_metrics_dir(workdir / "spool")
     from service.ops.demo import node_log_path, run_demo

@@ -177,7 +177,7 @@ class ModelSettings(_Section):
     gaussian_fwhm_mm: PositiveFloat = 5.0
     threads: PositiveInt | None = None
     # Tracers denoised besides those the model card lists as trained (canonical names, e.g.
-    # "fdg"). Empty by default: UniPET 1.0.0 saw F-18 FDG only.
+    # "fdg"). Empty by default: UniPET 1.0.0 and 1.1.0 saw F-18 FDG only.
     tolerated_tracers: list[str] = Field(default_factory=list)
 
 

@@ -66,6 +66,18 @@ def test_simulate_writes_full_and_each_drf_in_one_study(tmp_path: Path) -> None:
     assert len({len(paths) for paths in series.values()}) == 1
 
 
+def test_simulate_clinical_writes_a_clinical_profile_grid_and_refuses_unknown_sizes(
+    tmp_path: Path,
+) -> None:
+    run("simulate", "--out", str(tmp_path), "--seed", "7", "--size", "clinical")
+    head = dcmread(sorted((tmp_path / "drf20").glob("*.dcm"))[0], stop_before_pixels=True)
+    pixel_mm = [float(v) for v in head.PixelSpacing]
+    # a clinical profile's grid: the 1.65-4.7 mm pixels of UniPET 1.1's training data
+    assert pixel_mm[0] == pixel_mm[1] and 1.6 <= pixel_mm[0] <= 4.7
+    refused = run("simulate", "--out", str(tmp_path / "x"), "--size", "huge", check=False)
+    assert refused.returncode == 2 and "clinical" in refused.stderr
+
+
 def test_bad_config_names_the_key_and_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "node.yaml"
     config.write_text("listener:\n  port: -3\n")

@@ -112,7 +112,8 @@ class TracerPolicy:
         return self.trained | self.tolerated
 
 
-#: UniPET 1.0.0's card lists F-18 FDG as its only training tracer; nothing else tolerated.
+#: UniPET's cards (1.0.0, 1.1.0) list F-18 FDG as the only training tracer; nothing else is
+#: tolerated.
 DEFAULT_TRACER_POLICY = TracerPolicy()
 
 

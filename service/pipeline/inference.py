@@ -7,8 +7,9 @@ read from the typed model card (``model.card.ModelCard``); and the PET simulatio
 ``unipet-node simulate``. No other module in ``service/`` imports ``model``.
 
 Backends: ``gaussian`` is the classical post-filter, labelled as exactly that (never as
-UniPET). ``unipet`` needs trained weights: the package ships UniPET 1.0.0 in model/weights
-(``unipet-1.0.0.safetensors`` with its model card), or ``model.weights`` names another file.
+UniPET). ``unipet`` needs trained weights: the package ships UniPET in model/weights (the
+newest ``unipet-<version>.safetensors`` with its model card is the default; older versions stay
+for sites that pin one), or ``model.weights`` names another file.
 ``auto`` takes UniPET when weights are configured or shipped and the Gaussian filter otherwise
 (a build without the weights folder), and says which in the provenance.
 """
@@ -263,11 +264,27 @@ def card_facts(card: ModelCard) -> ModelCardFacts:
     )
 
 
-def shipped_weights() -> Path | None:
-    """The newest ``unipet-*.safetensors`` in model/weights, or None when a build leaves it out."""
-    folder = Path(__file__).resolve().parents[2] / "model" / "weights"
-    candidates = sorted(folder.glob("unipet-*.safetensors"))
-    return candidates[-1] if candidates else None
+#: Where the package's trained weights and their model cards ship.
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "model" / "weights"
+
+
+def shipped_weights(folder: Path = WEIGHTS_DIR) -> Path | None:
+    """The newest ``unipet-<version>.safetensors`` in ``folder``, or None when a build
+    leaves it out. Older versions stay beside it so that a site can pin one with
+    ``model.weights``; versions compare as numbers, so 1.10.0 is newer than 1.9.0."""
+    versions = {
+        path: version
+        for path in folder.glob("unipet-*.safetensors")
+        if (version := _version_of(path)) is not None
+    }
+    return max(versions, key=versions.__getitem__) if versions else None
+
+
+def _version_of(weights: Path) -> tuple[int, ...] | None:
+    """``(1, 1, 0)`` for ``unipet-1.1.0.safetensors``; None for a name with no version."""
+    version = weights.stem.removeprefix("unipet-")
+    parts = version.split(".")
+    return tuple(int(part) for part in parts) if all(p.isdigit() for p in parts) else None
 
 
 def trained_tracers(settings: ModelSettings) -> frozenset[str]:

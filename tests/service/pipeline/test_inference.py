@@ -19,6 +19,7 @@ from model.weights_io import save_weights
 from service.config import ModelSettings
 from service.errors import ConfigError
 from service.pipeline.inference import (
+    WEIGHTS_DIR,
     GaussianDenoiser,
     UniPETDenoiser,
     load_denoiser,
@@ -29,13 +30,12 @@ from service.pipeline.inference import (
 
 
 def _card_text(sha256: str, version: str = "0.0.1-test", **data: object) -> str:
-    """A whole model card for other weights: the shipped one with their hash and version.
+    """A whole model card for other weights: UniPET 1.0.0's (no stated ranges; dataset size
+    small) with their hash and version.
 
     ``data`` replaces fields of the card's training data (e.g. ``trained_ranges``).
     """
-    weights = shipped_weights()
-    assert weights is not None
-    card = ModelCard.from_text(weights.with_suffix(".json").read_text())
+    card = ModelCard.from_text((WEIGHTS_DIR / "unipet-1.0.0.json").read_text())
     changed = dataclasses.replace(
         card,
         version=version,
@@ -64,6 +64,14 @@ def test_unipet_without_weights_is_a_config_error(monkeypatch: pytest.MonkeyPatc
     _no_shipped_weights(monkeypatch)
     with pytest.raises(ConfigError, match=r"model\.backend"):
         load_denoiser(ModelSettings(backend="unipet"))
+
+
+def test_the_default_weights_are_the_newest_version_by_number(tmp_path: Path) -> None:
+    for name in ["unipet-1.9.0", "unipet-1.10.0", "unipet-1.2.0", "unipet-candidate"]:
+        (tmp_path / f"{name}.safetensors").write_bytes(b"")
+    newest = shipped_weights(tmp_path)
+    assert newest is not None and newest.name == "unipet-1.10.0.safetensors"
+    assert shipped_weights(tmp_path / "missing") is None
 
 
 def test_auto_runs_the_shipped_unipet_labelled_by_its_model_card() -> None:
@@ -198,14 +206,28 @@ def test_without_a_card_the_node_version_labels_the_output_with_a_warning(
     assert warnings[0]["weights"] == weights.name
 
 
-def test_the_shipped_card_gives_the_ranges_of_its_recipe() -> None:
+def test_the_default_card_states_the_ranges_of_its_clinical_training_data() -> None:
     denoiser = load_denoiser(ModelSettings(backend="auto", device="cpu", threads=1))
-    assert denoiser.card is not None
+    assert denoiser.card is not None and denoiser.algorithm.version == "1.1.0"
+    ranges = denoiser.card.ranges
+    # UniPET 1.1.0: full dose to DRF 100 on the clinical scanner profiles' voxels.
+    assert (ranges.drf, ranges.pixel_mm, ranges.slice_mm) == (
+        (1.0, 100.0),
+        (1.65, 4.69),
+        (1.65, 5.0),
+    )
+    assert ranges.tracers == frozenset({"fdg"}) == trained_tracers(ModelSettings())
+    assert denoiser.card.intended_use.startswith("research")
+
+
+def test_a_pinned_card_without_stated_ranges_gives_the_ranges_of_its_recipe() -> None:
+    pinned = ModelSettings(backend="unipet", weights=WEIGHTS_DIR / "unipet-1.0.0.safetensors")
+    denoiser = load_denoiser(pinned.model_copy(update={"device": "cpu", "threads": 1}))
+    assert denoiser.card is not None and denoiser.algorithm.version == "1.0.0"
     ranges = denoiser.card.ranges
     # UniPET 1.0.0 states no ranges: DRFs 4 to 100, sizes small (5 / 6 mm) and full (3.6 / 3 mm).
     assert (ranges.drf, ranges.pixel_mm, ranges.slice_mm) == ((4.0, 100.0), (3.6, 5.0), (3.0, 6.0))
-    assert ranges.tracers == frozenset({"fdg"}) == trained_tracers(ModelSettings())
-    assert denoiser.card.intended_use.startswith("research")
+    assert ranges.tracers == frozenset({"fdg"}) == trained_tracers(pinned)
 
 
 def test_stated_ranges_and_tracers_of_a_card_reach_the_node(tmp_path: Path) -> None:

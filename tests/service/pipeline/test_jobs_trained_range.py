@@ -1,8 +1,8 @@
 """A series outside the model card's trained ranges is marked wherever the node reports it.
 
 The worker's real denoise job runs the shipped UniPET weights on the session's tiny simulated
-series (12 mm pixels, 20 mm slices): far coarser than the 3.6 to 5 mm pixels and 3 to 6 mm
-slices UniPET 1.0.0 was trained on. The same weights with a card whose stated ranges cover
+series (12 mm pixels, 20 mm slices): far coarser than the voxels UniPET was trained on (1.1.0:
+pixels 1.65 to 4.69 mm, slices 1.65 to 5 mm). The same weights with a card whose stated ranges cover
 those voxels give a series that is inside, and is not marked.
 """
 
@@ -114,7 +114,7 @@ def _process(tmp_path: Path, study_dir: Path, weights: Path | None) -> Iterator[
 
 @pytest.fixture
 def outside(tmp_path: Path, tiny_study_dir: Path) -> Iterator[Processed]:
-    """Processed with the shipped card (no stated ranges: those of its recipe)."""
+    """Processed with the shipped card and its trained ranges."""
     yield from _process(tmp_path, tiny_study_dir, None)
 
 
@@ -128,8 +128,8 @@ def inside(tmp_path: Path, tiny_study_dir: Path) -> Iterator[Processed]:
 def test_a_coarse_series_is_marked_in_its_derived_series(outside: Processed) -> None:
     description = outside.derivation_description
     assert f"; {OUTSIDE}: " in description
-    assert "pixel 12 mm > 5 mm" in description
-    assert "slice 20 mm > 6 mm" in description
+    assert "pixel 12 mm > 4.69 mm" in description  # UniPET 1.1.0's card
+    assert "slice 20 mm > 5 mm" in description
     assert description.endswith(". Not the acquired image.")
     assert len(description) <= 1024
 

@@ -12,7 +12,7 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -69,10 +69,21 @@ def _use_metrics_dir(spool_path: Path) -> None:
 
 
 def _wait_for_signal() -> None:
-    stop = threading.Event()
+    """Block until SIGINT or SIGTERM; SIGUSR1 meanwhile dumps every thread's stack to stderr.
+
+    The handler only records the signal: it runs between two bytecodes of the main thread,
+    which may then hold any lock, so taking one there (``Event.set``) can deadlock. The main
+    thread looks every 0.2 s, so the stop also begins when the kernel delivered the signal to
+    another thread and nothing woke the main one.
+    """
+    from service.runtime import enable_stack_dumps
+
+    enable_stack_dumps()
+    received: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    stop.wait()
+        signal.signal(signum, lambda number, _frame: received.append(number))
+    while not received:
+        time.sleep(0.2)
 
 
 @app.command()
@@ -81,7 +92,7 @@ def serve(config: ConfigOption = None) -> None:
     settings = _settings(config)
     _use_metrics_dir(settings.spool.path)
     from service.ops.web import start_web
-    from service.runtime import AllInOneNode
+    from service.runtime import AllInOneNode, arm_exit_deadline
 
     node = AllInOneNode(settings)
     try:
@@ -97,6 +108,7 @@ def serve(config: ConfigOption = None) -> None:
     try:
         _wait_for_signal()
     finally:
+        arm_exit_deadline(node.kill_children)
         web.stop()
         node.stop()
 
@@ -104,7 +116,7 @@ def serve(config: ConfigOption = None) -> None:
 @app.command()
 def listener(config: ConfigOption = None) -> None:
     """Listener and dispatcher only (compose: one container)."""
-    from service.runtime import ListenerRole
+    from service.runtime import ListenerRole, arm_exit_deadline
 
     try:
         role = ListenerRole(_settings(config))
@@ -114,6 +126,7 @@ def listener(config: ConfigOption = None) -> None:
     try:
         _wait_for_signal()
     finally:
+        arm_exit_deadline(lambda: None)
         role.stop()
 
 
@@ -155,11 +168,13 @@ def worker(
 def web(config: ConfigOption = None) -> None:
     """Status page, /metrics and /healthz only."""
     from service.ops.web import start_web
+    from service.runtime import arm_exit_deadline
 
     server = start_web(_settings(config))
     try:
         _wait_for_signal()
     finally:
+        arm_exit_deadline(lambda: None)
         server.stop()
 
 

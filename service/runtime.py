@@ -7,6 +7,8 @@ processes), never by name, so two nodes on one machine never stop each other's p
 
 from __future__ import annotations
 
+import ctypes
+import faulthandler
 import hashlib
 import os
 import shutil
@@ -14,6 +16,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +31,7 @@ from service.config import NodeSettings
 from service.errors import ConfigError, NodeError
 from service.pipeline.completeness import CompletenessWatcher
 from service.pipeline.dispatch import BackgroundLoop, Dispatcher
-from service.pipeline.listener import start_listener
+from service.pipeline.listener import close_associations, start_listener
 from service.pipeline.spool import Spool
 from service.pipeline.store import StateStore
 from service.pipeline.tasks import configure_celery, enqueue_denoise, enqueue_send
@@ -48,6 +51,63 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: fl
         retry_error_callback=lambda _state: False,
     )
     return polling(lambda: bool(predicate()))
+
+
+#: How long a process of the node may take to exit once asked to stop: every part's own bounded
+#: stop fits in it, and it is below compose's ``stop_grace_period`` (60 s), so a stop that
+#: overruns leaves its thread stacks in the log before Docker's SIGKILL would leave nothing.
+EXIT_DEADLINE_S = 50.0
+
+#: ``prctl(PR_SET_PDEATHSIG, sig)``: the signal the kernel sends a child when the thread that
+#: started it dies. Looked up here, not in the forked child, which should call nothing new.
+_PR_SET_PDEATHSIG = 1
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
+def enable_stack_dumps() -> None:
+    """``kill -USR1 <pid>`` writes every thread's stack to stderr; the process goes on.
+
+    How an operator sees where a process that does not stop, or does not answer, is waiting.
+    (A Celery worker does the same on SIGUSR1 by itself.)
+    """
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def arm_exit_deadline(
+    kill_children: Callable[[], None], deadline_s: float = EXIT_DEADLINE_S
+) -> None:
+    """From now on this process must be gone within ``deadline_s``.
+
+    Called when a stop begins. A graceful stop waits on threads, sockets and children, and
+    the interpreter joins every non-daemon thread on exit; if any of them never ends, the
+    process would hang until someone kills it, with no trace of why. When the deadline
+    passes, a daemon timer logs ``stop_overdue``, dumps every thread's stack to stderr, runs
+    ``kill_children`` (our own child processes, by PID) and exits with status 1.
+    """
+
+    def overdue() -> None:
+        log.error("stop_overdue", deadline_s=deadline_s)
+        faulthandler.dump_traceback(all_threads=True)
+        try:
+            kill_children()
+        finally:
+            os._exit(1)
+
+    timer = threading.Timer(deadline_s, overdue)
+    timer.daemon = True
+    timer.start()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    """``preexec_fn``: the kernel SIGTERMs this child when the thread that started it ends.
+
+    A node killed hard (SIGKILL, the OOM killer) would otherwise leave its worker consuming
+    from the queues and its embedded Redis holding the spool's socket, so the restarted node
+    would refuse to start. Start children from the main thread (the node does), since the
+    signal follows the starting thread. Linux only; elsewhere a no-op.
+    """
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 #: Longest path an AF_UNIX socket address holds on Linux (sun_path is 108 bytes with NUL).
@@ -123,6 +183,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
         )
         process = self.process
         if not wait_until(lambda: process.poll() is not None or self._answers(), timeout_s):
@@ -153,6 +214,11 @@ class EmbeddedRedis:
                 f"embedded broker: the Redis answering on {self.socket_path} is process "
                 f"{answering_pid}, not ours ({self.process.pid}); refusing to share queues"
             )
+
+    def kill(self) -> None:
+        """SIGKILL the server we started (by PID), without waiting: the last resort."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
 
     def stop(self) -> None:
         """Stop the server we started (by PID)."""
@@ -207,6 +273,7 @@ def start_worker_process(
             stderr=handle,
             env={**os.environ},
             start_new_session=True,  # its own process group: stopping it stops its children
+            preexec_fn=_die_with_parent,
         )
 
 
@@ -220,6 +287,13 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> N
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout_s)
+    _kill_leftover_group(process.pid)
+
+
+def kill_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a child started with its own session, and its children, without waiting."""
+    if process.poll() is None:
+        process.kill()
     _kill_leftover_group(process.pid)
 
 
@@ -260,10 +334,17 @@ class ListenerRole:
         self.loop.start()
 
     def stop(self) -> None:
-        """Stop accepting associations, then stop the loop."""
+        """Stop accepting associations, end the open ones, then stop the loop."""
         self.server.shutdown()
+        close_associations(self.server)
         self.loop.stop()
         self.state.close()
+
+
+def _timed(seconds: dict[str, float], name: str, step: Callable[[], None]) -> None:
+    started = time.monotonic()
+    step()
+    seconds[name] = round(time.monotonic() - started, 2)
 
 
 @dataclass
@@ -298,10 +379,20 @@ class AllInOneNode:
             raise
 
     def stop(self) -> None:
-        """Stop in reverse order of start."""
-        if self.listener is not None:
-            self.listener.stop()
+        """Stop in reverse order of start; ``node_stopped`` logs the seconds each part took."""
+        seconds: dict[str, float] = {}
+        listener, worker, embedded_redis = self.listener, self.worker, self.redis
+        if listener is not None:
+            _timed(seconds, "listener_s", listener.stop)
+        if worker is not None:
+            _timed(seconds, "worker_s", lambda: stop_process(worker))
+        if embedded_redis is not None:
+            _timed(seconds, "redis_s", embedded_redis.stop)
+        log.info("node_stopped", **seconds)
+
+    def kill_children(self) -> None:
+        """SIGKILL the worker (with its pool) and the embedded Redis: for an overdue stop."""
         if self.worker is not None:
-            stop_process(self.worker)
+            kill_process_group(self.worker)
         if self.redis is not None:
-            self.redis.stop()
+            self.redis.kill()

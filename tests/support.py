@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,17 +64,46 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, interval_s: floa
     return wait_until(predicate, timeout_s, interval_s)
 
 
-def stop_node(process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    """SIGTERM a ``unipet-node serve`` started with ``start_new_session=True`` and wait for
-    its graceful stop; if it does not stop in time, kill its whole process group (never leave
-    a node's workers running for later tests) and raise ``TimeoutExpired``."""
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (from /proc), in whatever session or group it runs."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for children in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            try:
+                kids = [int(child) for child in children.read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def stop_node(process: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 120.0) -> None:
+    """SIGTERM a ``unipet-node serve`` and require a graceful stop (exit status 0).
+
+    If it does not stop in time, SIGUSR1 first (the node writes every thread's stack to its
+    stderr, ``log_path``), then SIGKILL it and every process it started (the worker runs in
+    its own session: never leave it on a broker later tests use). Either failure raises with
+    the end of the node's log, so the reason is in the test report.
+    """
+    children = descendants(process.pid)
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        process.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+    if process.returncode != 0:
+        for pid in (process.pid, *children):  # pids taken while the node still ran them
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.wait(timeout=30)
-        raise
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-8000:]
+        raise AssertionError(
+            f"unipet-node serve did not stop gracefully (status {process.returncode}); "
+            f"end of its log:\n{tail}"
+        )
 
 
 def port_open(port: int) -> bool:

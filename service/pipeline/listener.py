@@ -318,3 +318,33 @@ def start_listener(
         tls=tls is not None,
     )
     return server
+
+
+#: How long open associations may go on after the listener stops accepting new ones.
+ASSOCIATION_DRAIN_S = 5.0
+
+
+def close_associations(
+    server: ThreadedAssociationServer, drain_s: float = ASSOCIATION_DRAIN_S
+) -> int:
+    """After ``server.shutdown()``: let established associations end for ``drain_s``, then
+    abort every association still open.
+
+    pynetdicom's ``shutdown()`` closes only the listening socket; an open association, even a
+    bare TCP probe still inside its ACSE timeout, keeps its non-daemon DUL thread, and the
+    interpreter will not exit while one runs. Only associations that are transferring get the
+    drain; a connection that never asked for one is aborted at once. Aborting loses nothing:
+    a sender keeps every instance we have not acknowledged and sends it again. Returns how
+    many were aborted.
+    """
+    deadline = time.monotonic() + drain_s
+    while time.monotonic() < deadline and any(
+        assoc.is_established for assoc in server.active_associations
+    ):
+        time.sleep(0.05)
+    left = server.active_associations
+    for assoc in left:
+        assoc.abort()
+    if left:
+        log.info("associations_aborted_at_stop", count=len(left), drain_s=drain_s)
+    return len(left)

@@ -93,7 +93,7 @@ def _run_study_through_serve(
         with urllib.request.urlopen(url, timeout=10) as response:
             metrics_text = response.read().decode()
     finally:
-        stop_node(serve)  # no worker of it stays on the shared broker for later tests
+        stop_node(serve, stderr_path)  # no worker of it stays on the broker later tests use
     return final, metrics_text
 
 

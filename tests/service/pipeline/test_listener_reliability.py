@@ -24,7 +24,7 @@ from support import ListenerNode, free_port, port_open, wait_for
 
 from service.config import NodeSettings, load_settings
 from service.errors import NodeError
-from service.pipeline.listener import start_listener
+from service.pipeline.listener import close_associations, start_listener
 from service.pipeline.spool import Spool
 from service.pipeline.store import StateStore
 
@@ -252,3 +252,31 @@ def test_idle_connection_slots_come_back(tmp_path: Path) -> None:
             sock.close()
     finally:
         node.stop()
+
+
+def test_an_association_left_open_at_stop_is_aborted_after_the_drain(tmp_path: Path) -> None:
+    """pynetdicom's shutdown leaves open associations running, and their threads keep the
+    process alive; after a short drain the listener aborts them (the sender re-sends)."""
+    started = Node(_settings(tmp_path, acse_timeout_s=60.0, network_timeout_s=60.0))
+    try:
+        idle = _associate(started.port)
+        assert idle.is_established
+        started.server.shutdown()
+        assert close_associations(started.server, drain_s=0.2) == 1
+        assert wait_for(lambda: not started.server.active_associations, 10)
+        assert wait_for(lambda: idle.is_aborted, 10), "the sender is told: A-ABORT"
+    finally:
+        started.state.close()
+
+
+def test_an_association_that_ends_within_the_drain_is_not_aborted(tmp_path: Path) -> None:
+    started = Node(_settings(tmp_path))
+    try:
+        sending = _associate(started.port)
+        assert sending.is_established
+        started.server.shutdown()
+        threading.Timer(0.3, sending.release).start()
+        assert close_associations(started.server, drain_s=20) == 0
+        assert sending.is_released
+    finally:
+        started.state.close()

@@ -26,9 +26,9 @@ bias vs the noise-free reconstruction and the full dose, NEMA contrast recovery 
 background variability beside a Gaussian matched to UniPET's noise, false hot spots),
 tables by scanner group, the full-dose-in check at DRF 1 and the target checks.
 ``results.json`` records what made each method's rows (weights hash, filter settings), so
-``--reuse EARLIER/results.json`` takes the rows of unchanged methods instead of running them
-again (``model.evaluation.reuse``): a release is scored network by network as its runs
-finish. With
+``--reuse EARLIER/results.json [...]`` takes the rows of unchanged methods instead of running
+them again (``model.evaluation.reuse``; from several files, each method from the first that
+has it): a release is scored network by network as its runs finish. With
 ``--drf-estimator WEIGHTS`` the calibrated DRF estimate of those weights is also scored on
 every low-dose test volume (``model.evaluation.drf_accuracy``): its table follows the method
 tables and is appended to ``results.md``, with the records in ``drf_estimate.json``.
@@ -150,10 +150,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--reuse",
         type=Path,
+        nargs="+",
         default=None,
         metavar="RESULTS_JSON",
-        help="an earlier results.json: methods made the same way are taken from it, not run "
-        "again (model.evaluation.reuse)",
+        help="earlier results.json files: methods made the same way are taken from them (each "
+        "from the first that has it), not run again (model.evaluation.reuse)",
     )
     return p
 
@@ -269,7 +270,7 @@ def _run(
     reuse = None
     if args.reuse is not None:
         reuse = load_reusable(args.reuse, identities, REFERENCE_NOTE)
-        print(f"reusing {len(reuse)} rows of {args.reuse}")
+        print(f"reusing {len(reuse)} rows of {', '.join(map(str, args.reuse))}")
     estimator = None
     if args.drf_estimator is not None:
         estimator = load_drf_estimator(args.drf_estimator, args.threads)

@@ -2,9 +2,9 @@
 
 Scoring every network of a release on 14 test phantoms at 13 DRFs takes hours of a 2-core
 machine, most of it running networks and scoring their outputs, and the runs behind a
-release finish hours apart. With ``model.evaluate --reuse EARLIER/results.json`` each
+release finish hours apart. With ``model.evaluate --reuse EARLIER/results.json [...]`` each
 evaluation computes only the methods that are new or changed and takes the other methods'
-rows from the earlier ``results.json``.
+rows from the earlier ``results.json`` files (each method from the first that has it).
 
 A method's rows are taken only when what made them is what this run would use: the same
 name, the same weights (SHA-256) for a network or the same settings for a filter, the same
@@ -104,13 +104,34 @@ def _owner(method: str) -> str:
     return method.removeprefix(MATCHED_PREFIX)
 
 
-def load_reusable(path: Path, identities: Mapping[str, str], reference: str) -> ReusedRows:
-    """The rows of ``path`` (a ``results.json``) whose methods were made as ``identities`` say.
+def load_reusable(
+    paths: Path | Sequence[Path], identities: Mapping[str, str], reference: str
+) -> ReusedRows:
+    """The rows of ``paths`` (``results.json`` files) whose methods were made as
+    ``identities`` say.
+
+    Evaluations made apart (a network scored while another still trained) are taken together:
+    each method comes from the first file that holds it made the same way, whole, never a
+    mix of two files' rows for one method.
 
     Raises:
-        ValueError: the file is not an evaluation with recorded methods, or its metrics were
+        ValueError: a file is not an evaluation with recorded methods, or its metrics were
             defined otherwise (another reference note).
     """
+    grouped: dict[CaseKey, list[CaseRow]] = {}
+    taken: set[str] = set()
+    for path in [paths] if isinstance(paths, Path) else paths:
+        rows, methods = _usable_rows(path, identities, reference, skip=taken)
+        taken |= methods
+        for key, found in rows.items():
+            grouped.setdefault(key, []).extend(found)
+    return ReusedRows({key: tuple(rows) for key, rows in grouped.items()})
+
+
+def _usable_rows(
+    path: Path, identities: Mapping[str, str], reference: str, skip: set[str]
+) -> tuple[dict[CaseKey, list[CaseRow]], set[str]]:
+    """One file's reusable rows, by key, and the methods they belong to (``skip``: taken)."""
     try:
         document = json.loads(path.read_text())
         earlier: Mapping[str, str] = document["methods"]
@@ -120,7 +141,11 @@ def load_reusable(path: Path, identities: Mapping[str, str], reference: str) -> 
         raise ValueError(f"{path} is no evaluation whose methods can be reused: {exc}") from exc
     if not same_reference:
         raise ValueError(f"{path} was scored with other metric definitions; nothing is reused")
-    usable = {name for name, made_by in identities.items() if earlier.get(name) == made_by}
+    usable = {
+        name
+        for name, made_by in identities.items()
+        if earlier.get(name) == made_by and name not in skip
+    }
     grouped: dict[CaseKey, list[CaseRow]] = {}
     try:
         for case in cases:
@@ -131,4 +156,4 @@ def load_reusable(path: Path, identities: Mapping[str, str], reference: str) -> 
             grouped.setdefault((row.dataset, row.seed, row.drf, owner), []).append(row)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path} holds a malformed case: {exc}") from exc
-    return ReusedRows({key: tuple(rows) for key, rows in grouped.items()})
+    return grouped, usable

@@ -14,21 +14,35 @@ import pytest
 from support import DcmtkPacs, descendants, free_port, port_open, stop_node, wait_for
 
 
-def test_serve_with_embedded_redis_passes_selftest_and_stops_cleanly(
-    pacs: DcmtkPacs, tmp_path: Path
-) -> None:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed (apt-get install redis-server)")
-    listener_port, redis_port, web_port = free_port(), free_port(), free_port()
+def _config(
+    tmp_path: Path, pacs: DcmtkPacs, listener_port: int, web_port: int, more: str = ""
+) -> Path:
+    """A node.yaml as an administrator writes it for ``serve`` (embedded broker)."""
     config = tmp_path / "node.yaml"
     config.write_text(
         f"listener: {{bind_address: 127.0.0.1, port: {listener_port}}}\n"
         f"destinations: [{{name: pacs, ae_title: {pacs.ae_title}, host: 127.0.0.1, "
         f"port: {pacs.port}}}]\n"
         f"spool: {{path: {tmp_path / 'spool'}, min_free_bytes: 0}}\n"
+        f"web: {{bind_address: 127.0.0.1, port: {web_port}}}\n" + more
+    )
+    return config
+
+
+def test_serve_with_embedded_redis_passes_selftest_and_stops_cleanly(
+    pacs: DcmtkPacs, tmp_path: Path
+) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    listener_port, redis_port, web_port = free_port(), free_port(), free_port()
+    config = _config(
+        tmp_path,
+        pacs,
+        listener_port,
+        web_port,
+        # ignored while the embedded broker runs: this port must stay closed
         f"queue: {{broker_url: 'redis://127.0.0.1:{redis_port}/0'}}\n"
-        "completeness: {poll_interval_s: 0.3}\n"
-        f"web: {{bind_address: 127.0.0.1, port: {web_port}}}\n"
+        "completeness: {poll_interval_s: 0.3}\n",
     )
     serve = subprocess.Popen(
         ["unipet-node", "serve", "--config", str(config)],
@@ -84,14 +98,7 @@ def test_a_node_killed_hard_takes_its_worker_and_broker_with_it_and_restarts(
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed (apt-get install redis-server)")
     listener_port, web_port = free_port(), free_port()
-    config = tmp_path / "node.yaml"
-    config.write_text(
-        f"listener: {{bind_address: 127.0.0.1, port: {listener_port}}}\n"
-        f"destinations: [{{name: pacs, ae_title: {pacs.ae_title}, host: 127.0.0.1, "
-        f"port: {pacs.port}}}]\n"
-        f"spool: {{path: {tmp_path / 'spool'}, min_free_bytes: 0}}\n"
-        f"web: {{bind_address: 127.0.0.1, port: {web_port}}}\n"
-    )
+    config = _config(tmp_path, pacs, listener_port, web_port)
     log_path = tmp_path / "serve.log"
     first = _serve(config, log_path)
     try:

@@ -95,3 +95,30 @@ def test_a_case_row_reads_back_as_written() -> None:
     assert _jsonable(dataclasses.asdict(back)) == _jsonable(dataclasses.asdict(row))
     noisy = dict(written, metrics={**written["metrics"], "nrmse": 0.2})
     assert math.isnan(case_row_from_json(noisy).metrics.psnr_db)
+
+
+def _document(path: Path, methods: dict[str, str], seconds: float) -> Path:
+    """A results.json holding one row per method at seed 92, DRF 20."""
+    metrics = CaseMetrics(40.0, 0.1, 0.9, 1.0, 0.8, 0.0, -2.0, -3.0, 0.5, 1, 0.0, 0.2)
+    rows = [CaseRow(92, 20.0, name, seconds, metrics, (), "ds", "scanner-a", False, 18.0)
+            for name in methods]  # fmt: skip
+    cases = [_jsonable(dataclasses.asdict(row)) for row in rows]
+    path.write_text(json.dumps({"methods": methods, "cases": cases, "reference": REFERENCE_NOTE}))
+    return path
+
+
+def test_several_evaluations_give_each_method_from_the_first_that_made_it_the_same_way(
+    tmp_path: Path,
+) -> None:
+    older = _document(tmp_path / "a.json", {"gaussian": "g", "net": "old weights"}, 1.0)
+    newer = _document(tmp_path / "b.json", {"gaussian": "g", "net": "new weights"}, 2.0)
+    wanted = {"gaussian": "g", "net": "new weights", "nlm": "nlm"}
+
+    reused = load_reusable([older, newer], wanted, REFERENCE_NOTE)
+
+    (gaussian,) = reused.take("ds", 92, 20.0, "gaussian")
+    assert gaussian.seconds == 1.0, "the first file that has it, never both files' rows"
+    (net,) = reused.take("ds", 92, 20.0, "net")
+    assert net.seconds == 2.0, "only the file whose weights match"
+    assert reused.take("ds", 92, 20.0, "nlm") == [], "in no file: computed"
+    assert len(reused) == 2

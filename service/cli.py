@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 from rich.console import Console
 from rich.progress import Progress
@@ -33,6 +32,7 @@ dead_letter_app = typer.Typer(help="Series whose retries are spent.", no_args_is
 app.add_typer(dead_letter_app, name="dead-letter")
 console = Console()
 err_console = Console(stderr=True)
+log = structlog.stdlib.get_logger(__name__)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML configuration file.", exists=False)
@@ -69,21 +69,10 @@ def _use_metrics_dir(spool_path: Path) -> None:
 
 
 def _wait_for_signal() -> None:
-    """Block until SIGINT or SIGTERM; SIGUSR1 meanwhile dumps every thread's stack to stderr.
+    """Block until SIGINT or SIGTERM (``service.process``); SIGUSR1 dumps stacks meanwhile."""
+    from service.process import catch_stop_signals, wait_for_stop
 
-    The handler only records the signal: it runs between two bytecodes of the main thread,
-    which may then hold any lock, so taking one there (``Event.set``) can deadlock. The main
-    thread looks every 0.2 s, so the stop also begins when the kernel delivered the signal to
-    another thread and nothing woke the main one.
-    """
-    from service.runtime import enable_stack_dumps
-
-    enable_stack_dumps()
-    received: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda number, _frame: received.append(number))
-    while not received:
-        time.sleep(0.2)
+    wait_for_stop(catch_stop_signals())
 
 
 @app.command()
@@ -91,8 +80,11 @@ def serve(config: ConfigOption = None) -> None:
     """All in one: embedded Redis, listener, dispatcher, one worker and the web page."""
     settings = _settings(config)
     _use_metrics_dir(settings.spool.path)
+    from service.process import arm_exit_deadline, catch_stop_signals, wait_for_stop
+
+    stop_signals = catch_stop_signals()  # a stop during start-up waits for it, then stops
     from service.ops.web import start_web
-    from service.runtime import AllInOneNode, arm_exit_deadline
+    from service.runtime import AllInOneNode
 
     node = AllInOneNode(settings)
     try:
@@ -106,7 +98,7 @@ def serve(config: ConfigOption = None) -> None:
         f"{settings.listener.port}; status page on port {settings.web.port}"
     )
     try:
-        _wait_for_signal()
+        wait_for_stop(stop_signals)
     finally:
         arm_exit_deadline(node.kill_children)
         web.stop()
@@ -116,7 +108,10 @@ def serve(config: ConfigOption = None) -> None:
 @app.command()
 def listener(config: ConfigOption = None) -> None:
     """Listener and dispatcher only (compose: one container)."""
-    from service.runtime import ListenerRole, arm_exit_deadline
+    from service.process import arm_exit_deadline, catch_stop_signals, wait_for_stop
+
+    stop_signals = catch_stop_signals()
+    from service.runtime import ListenerRole
 
     try:
         role = ListenerRole(_settings(config))
@@ -124,10 +119,23 @@ def listener(config: ConfigOption = None) -> None:
         err_console.print(f"[red]cannot start[/red]: {exc}")
         raise typer.Exit(code=1) from exc
     try:
-        _wait_for_signal()
+        wait_for_stop(stop_signals)
     finally:
         arm_exit_deadline(lambda: None)
         role.stop()
+
+
+def _openmp_threads_sleep_while_waiting() -> None:
+    """``OMP_WAIT_POLICY=PASSIVE`` unless the administrator set a policy.
+
+    PyTorch's OpenMP threads otherwise spin while they wait for each other, which is fastest
+    on cores nobody else uses and collapses when the listener, another worker or anything
+    else on the host is busy: 400x192x192 on 2 threads of the 2-core VM took 5.8 s idle and
+    8.1 s passive, but with one core busy 18.2 s against 10.2 s, and with both busy over
+    100 s against 11.0 s (``docs/deployment.md``). A dedicated host may set ``ACTIVE``.
+    libgomp reads the variable once, when torch loads it, so this runs before that.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @app.command()
@@ -141,10 +149,12 @@ def worker(
     ] = None,
 ) -> None:
     """A Celery worker for denoise and/or send jobs."""
+    _openmp_threads_sleep_while_waiting()  # before anything imports torch
     from service.pipeline.tasks import configure_celery
     from service.pipeline.worker_context import init_context
 
     settings = _settings(config)
+    log.info("worker_openmp", wait_policy=os.environ["OMP_WAIT_POLICY"])
     init_context(settings)
     celery_app = configure_celery(settings)
     wanted = queues or f"{settings.queue.denoise_queue},{settings.queue.send_queue}"
@@ -168,11 +178,12 @@ def worker(
 def web(config: ConfigOption = None) -> None:
     """Status page, /metrics and /healthz only."""
     from service.ops.web import start_web
-    from service.runtime import arm_exit_deadline
+    from service.process import arm_exit_deadline, catch_stop_signals, wait_for_stop
 
+    stop_signals = catch_stop_signals()
     server = start_web(_settings(config))
     try:
-        _wait_for_signal()
+        wait_for_stop(stop_signals)
     finally:
         arm_exit_deadline(lambda: None)
         server.stop()

@@ -7,8 +7,6 @@ processes), never by name, so two nodes on one machine never stop each other's p
 
 from __future__ import annotations
 
-import ctypes
-import faulthandler
 import hashlib
 import os
 import shutil
@@ -16,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +32,7 @@ from service.pipeline.listener import close_associations, start_listener
 from service.pipeline.spool import Spool
 from service.pipeline.store import StateStore
 from service.pipeline.tasks import configure_celery, enqueue_denoise, enqueue_send
+from service.process import die_with_parent
 
 log = structlog.stdlib.get_logger(__name__)
 
@@ -51,63 +49,6 @@ def wait_until(predicate: Callable[[], object], timeout_s: float, interval_s: fl
         retry_error_callback=lambda _state: False,
     )
     return polling(lambda: bool(predicate()))
-
-
-#: How long a process of the node may take to exit once asked to stop: every part's own bounded
-#: stop fits in it, and it is below compose's ``stop_grace_period`` (60 s), so a stop that
-#: overruns leaves its thread stacks in the log before Docker's SIGKILL would leave nothing.
-EXIT_DEADLINE_S = 50.0
-
-#: ``prctl(PR_SET_PDEATHSIG, sig)``: the signal the kernel sends a child when the thread that
-#: started it dies. Looked up here, not in the forked child, which should call nothing new.
-_PR_SET_PDEATHSIG = 1
-_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-
-
-def enable_stack_dumps() -> None:
-    """``kill -USR1 <pid>`` writes every thread's stack to stderr; the process goes on.
-
-    How an operator sees where a process that does not stop, or does not answer, is waiting.
-    (A Celery worker does the same on SIGUSR1 by itself.)
-    """
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-
-
-def arm_exit_deadline(
-    kill_children: Callable[[], None], deadline_s: float = EXIT_DEADLINE_S
-) -> None:
-    """From now on this process must be gone within ``deadline_s``.
-
-    Called when a stop begins. A graceful stop waits on threads, sockets and children, and
-    the interpreter joins every non-daemon thread on exit; if any of them never ends, the
-    process would hang until someone kills it, with no trace of why. When the deadline
-    passes, a daemon timer logs ``stop_overdue``, dumps every thread's stack to stderr, runs
-    ``kill_children`` (our own child processes, by PID) and exits with status 1.
-    """
-
-    def overdue() -> None:
-        log.error("stop_overdue", deadline_s=deadline_s)
-        faulthandler.dump_traceback(all_threads=True)
-        try:
-            kill_children()
-        finally:
-            os._exit(1)
-
-    timer = threading.Timer(deadline_s, overdue)
-    timer.daemon = True
-    timer.start()
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
-    """``preexec_fn``: the kernel SIGTERMs this child when the thread that started it ends.
-
-    A node killed hard (SIGKILL, the OOM killer) would otherwise leave its worker consuming
-    from the queues and its embedded Redis holding the spool's socket, so the restarted node
-    would refuse to start. Start children from the main thread (the node does), since the
-    signal follows the starting thread. Linux only; elsewhere a no-op.
-    """
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 #: Longest path an AF_UNIX socket address holds on Linux (sun_path is 108 bytes with NUL).
@@ -183,7 +124,7 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         process = self.process
         if not wait_until(lambda: process.poll() is not None or self._answers(), timeout_s):
@@ -273,7 +214,7 @@ def start_worker_process(
             stderr=handle,
             env={**os.environ},
             start_new_session=True,  # its own process group: stopping it stops its children
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 from pydicom import dcmread
@@ -100,3 +102,25 @@ def test_replay_of_a_series_that_is_not_dead_fails_clearly(tmp_path: Path) -> No
     result = run("dead-letter", "replay", "1.2.3", "--config", str(config), check=False)
     assert result.returncode == 1
     assert "no series 1.2.3" in result.stderr
+
+
+def test_a_worker_s_openmp_threads_sleep_while_waiting_unless_the_administrator_chose() -> None:
+    """The policy must be in the environment before torch loads libgomp, which reads it once:
+    the command line imports no torch before the worker sets it."""
+    script = (
+        "import os, sys\n"
+        "import service.cli as cli\n"
+        "assert 'torch' not in sys.modules, 'torch loaded before the worker could choose'\n"
+        "cli._openmp_threads_sleep_while_waiting()\n"
+        "print(os.environ['OMP_WAIT_POLICY'])\n"
+    )
+    for preset, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if preset is not None:
+            env["OMP_WAIT_POLICY"] = preset
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env,
+            timeout=120, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected

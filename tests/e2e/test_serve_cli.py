@@ -64,6 +64,13 @@ def test_serve_with_embedded_redis_passes_selftest_and_stops_cleanly(
         assert pacs.files(), "the derived series reached the destination"
         with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/status", timeout=10) as r:
             assert json.loads(r.read())["counts"]["DONE"] == 1
+        worker_log = (tmp_path / "spool" / "logs" / "worker.log").read_text()
+        policies = [
+            event["wait_policy"]
+            for event in (json.loads(line) for line in worker_log.splitlines() if line[:1] == "{")
+            if event.get("event") == "worker_openmp"
+        ]
+        assert policies == [os.environ.get("OMP_WAIT_POLICY", "PASSIVE")]
     finally:
         stop_node(serve, tmp_path / "serve.log")
     assert serve.returncode == 0
@@ -107,7 +114,7 @@ def test_a_node_killed_hard_takes_its_worker_and_broker_with_it_and_restarts(
         assert len(children) >= 2, "an embedded redis-server and a worker"
 
         first.send_signal(signal.SIGUSR1)
-        assert wait_for(lambda: "in _wait_for_signal" in log_path.read_text(errors="replace"), 10)
+        assert wait_for(lambda: "in wait_for_stop" in log_path.read_text(errors="replace"), 10)
         assert first.poll() is None and port_open(listener_port), "SIGUSR1 does not stop it"
     finally:
         first.kill()
